@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+LLMREC := $(VENV)/bin/llmrec
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-horovod demo test test-all doctor bench freeze clean
+
+setup:
+	@bash scripts/setup_env.sh
+
+setup-horovod: setup
+	@bash scripts/setup_horovod.sh
+
+doctor: setup
+	$(LLMREC) doctor
+
+demo: setup
+	$(LLMREC) run configs/demo.yaml
+
+test: setup
+	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS) tests
+
+test-all: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
+
+bench: setup
+	$(VENV)/bin/python -m pytest -m slow -s benchmarks
+
+# Re-pins requirements/constraints.txt from the current environment (after changing core.txt).
+freeze:
+	{ echo "# Every package of the environment, pinned. Regenerate with: make freeze"; \
+	  $(VENV)/bin/pip freeze --exclude-editable | grep -iv '^horovod=\|^cmake='; } > requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The `llmrec` command line and its `doctor` self-check."""

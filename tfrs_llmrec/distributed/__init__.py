@@ -1,0 +1,1 @@
+"""Distributed training. The only package allowed to import horovod (an optional extra)."""
