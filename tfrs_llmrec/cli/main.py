@@ -24,21 +24,30 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the main job; `run` is None until the issue that builds it lands."""
+    """One step of the main job. `function` names a callable in tfrs_llmrec.cli.stages (imported
+    only when a stage runs, so `--help` and `doctor` stay fast); None until its issue lands.
+    `run` skips an unavailable stage when `optional` (nothing after it needs it yet)."""
 
     name: str
     summary: str
     issue: int
-    run: Optional[Callable[[ExperimentConfig, Path], None]] = None
+    function: Optional[str] = None
+    optional: bool = False
+
+    def runner(self) -> Callable[[ExperimentConfig, Path], None]:
+        from tfrs_llmrec.cli import stages
+
+        return getattr(stages, self.function)
 
 
 STAGES: Sequence[Stage] = (
-    Stage("data", "Beam ingestion: raw logs -> k-core, splits, vocabularies, TFRecords, stats", 3),
-    Stage("features", "Beam job: language-model vectors, LLM texts, RQ-VAE semantic IDs", 4),
-    Stage("train", "fit the configured model with checkpoints and early stopping", 3),
-    Stage("evaluate", "full-ranking metrics, overall and head/tail, metrics.json", 3),
-    Stage("export", "query SavedModel plus BruteForce/ScaNN index SavedModel", 3),
-    Stage("report", "HTML report with tables and plots", 3),
+    Stage("data", "Beam ingestion: raw logs -> k-core, splits, vocabularies, TFRecords, stats", 3, "run_data"),
+    Stage("features", "Beam job: language-model vectors, LLM texts, RQ-VAE semantic IDs", 4, optional=True),
+    Stage("train", "fit the configured model with checkpoints and early stopping", 3, "run_train"),
+    Stage("evaluate", "full-ranking metrics, overall and head/tail, metrics.json", 3, "run_evaluate"),
+    Stage("export", "query SavedModel plus BruteForce/ScaNN index SavedModels, reloaded and checked", 3,
+          "run_export"),
+    Stage("report", "HTML report with tables and plots", 3, "run_report"),
 )
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 
@@ -124,30 +133,37 @@ def command_run(config: ExperimentConfig, dry_run: bool) -> int:
     if dry_run:
         print(dump_yaml(config), end="")
         for stage in STAGES:
-            print(f"  {stage.name:<9} {'ready' if stage.run else 'not available yet'}: {stage.summary}")
+            state = "ready" if stage.function else ("skipped, not available yet" if stage.optional
+                                                    else "not available yet")
+            print(f"  {stage.name:<9} {state}: {stage.summary}")
         return EXIT_OK
     written = _write_resolved_config(config, run_dir)
     log.info("run %s: resolved config written to %s", config.name, written)
     completed: List[str] = []
-    for stage in STAGES:
-        if stage.run is None:
-            pending = [s.name for s in STAGES[len(completed):]]
+    skipped: List[str] = []
+    for position, stage in enumerate(STAGES):
+        if stage.function is None:
             log.warning(_unavailable(stage))
+            if stage.optional:
+                skipped.append(stage.name)
+                continue
+            pending = [s.name for s in STAGES[position:]]
             print(f"llmrec run: completed stages: {', '.join(completed) or 'none'}; "
                   f"not available yet: {', '.join(pending)}. No results were produced.")
             return EXIT_OK
         log.info("stage %s: %s", stage.name, stage.summary)
-        stage.run(config, run_dir)
+        stage.runner()(config, run_dir)
         completed.append(stage.name)
-    print(f"llmrec run: all stages completed; outputs in {run_dir}")
+    note = f" (skipped, not available yet: {', '.join(skipped)})" if skipped else ""
+    print(f"llmrec run: stages {', '.join(completed)} completed{note}; outputs in {run_dir}")
     return EXIT_OK
 
 
 def command_stage(stage: Stage, config: ExperimentConfig) -> int:
-    if stage.run is None:
+    if stage.function is None:
         print(f"llmrec {stage.name}: {_unavailable(stage)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    stage.run(config, _run_dir(config))
+    stage.runner()(config, _run_dir(config))
     return EXIT_OK
 
 
@@ -172,6 +188,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as error:
         print(f"llmrec: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as error:
+        # Data and stage errors already name their file; one line, not a traceback.
+        if type(error).__name__ not in ("DataError", "StageError"):
+            raise
+        print(f"llmrec {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Literal, Optional, Tuple
 
-DatasetName = Literal["ml-100k", "amazon-games", "csv", "parquet"]
+DatasetName = Literal["ml-100k", "ml-1m", "amazon-games", "amazon-2018", "csv", "parquet"]
 
 
 def _bounded(default, low=None, high=None):
@@ -21,21 +21,63 @@ def _bounded(default, low=None, high=None):
 
 
 @dataclass
+class ColumnsConfig:
+    """Where the fields live in a csv/parquet source (names from its header or schema)."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str = "timestamp"
+    # A rating column; without one every row counts as a positive interaction (label 1.0).
+    label: Optional[str] = None
+    # Field separator of csv files; one character allows quoting, longer ones split literally.
+    separator: str = ","
+    # Optional item table (csv or parquet, by extension) giving text for each item id.
+    items_path: Optional[str] = None
+    item_id: str = "item_id"
+    title: Optional[str] = "title"
+    genres: Optional[str] = None
+    genres_separator: str = "|"
+    description: Optional[str] = None
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        if not self.separator:
+            return "separator", "must not be empty"
+        if not self.genres_separator:
+            return "genres_separator", "must not be empty"
+        return None
+
+
+@dataclass
 class DataConfig:
     dataset: DatasetName = "ml-100k"
     # Raw data location; None means the embedded copy (ml-100k) or ../shared/data (amazon-games).
+    # ml-1m and amazon-2018 take the directory the downloader wrote; csv/parquet a file or glob.
     path: Optional[str] = None
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    # A malformed row stops ingestion ("error") or is counted in stats.json and dropped ("skip").
+    bad_rows: Literal["error", "skip"] = "error"
+    # With bad_rows=skip, fail anyway when more rows than this are malformed (None: no limit).
+    max_bad_rows: Optional[int] = _bounded(None, low=0)
+    # Keep only ratings >= min_rating; None keeps every rating as an interaction.
+    min_rating: Optional[float] = None
+    # Users and items keep >= k_core interactions, pruned repeatedly (0 or 1 disables it).
     k_core: int = _bounded(5, low=0)
+    max_kcore_rounds: int = _bounded(10, low=1)
     split: Literal["leave_one_out", "ratio"] = "leave_one_out"
-    split_ratios: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    # Per-user chronological train/valid/test fractions, used when split is "ratio".
+    split_ratios: List[float] = _bounded([0.8, 0.1, 0.1], low=0.0, high=1.0)
     max_history: int = _bounded(50, low=1)
     # Items ranked in the top `head_fraction` by training popularity count as head.
     head_fraction: float = _bounded(0.2, low=0.0, high=1.0)
+    # Users ranked in the top `active_user_fraction` by training interactions count as active.
+    active_user_fraction: float = _bounded(0.2, low=0.0, high=1.0)
     num_shards: int = _bounded(4, low=1)
 
     def validate(self) -> Optional[Tuple[str, str]]:
         if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1.0) > 1e-6:
             return "split_ratios", f"expected three fractions summing to 1, got {self.split_ratios}"
+        if self.split == "ratio" and self.split_ratios[0] <= 0.0:
+            return "split_ratios", "the train fraction must be positive"
         if self.dataset in ("csv", "parquet") and self.path is None:
             return "path", f"required when dataset is {self.dataset!r}"
         return None
@@ -44,7 +86,11 @@ class DataConfig:
 @dataclass
 class TowerConfig:
     dim: int = _bounded(64, low=1)
+    # Hidden layers of the MLP on top of the embeddings; empty means one linear projection.
     hidden_dims: List[int] = _bounded([], low=1)
+    # The query tower adds a learned user-ID embedding to its pooled history.
+    use_user_id: bool = True
+    l2_normalize: bool = True
 
 
 @dataclass
@@ -52,31 +98,58 @@ class ModelConfig:
     name: Literal["pop", "two_tower"] = "two_tower"
     tower: TowerConfig = field(default_factory=TowerConfig)
     temperature: float = _bounded(0.05, low=1e-6)
-    # Extra negatives drawn from the catalogue by popularity, on top of in-batch negatives.
+    # Extra negatives per batch drawn from the whole catalogue, on top of in-batch negatives.
     num_sampled_negatives: int = _bounded(0, low=0)
+    negative_sampler: Literal["uniform", "popularity"] = "uniform"
+    # Subtract log(expected occurrences in the candidate set) so popular items are not over-penalised.
     logq_correction: bool = True
+    remove_accidental_hits: bool = True
 
 
 @dataclass
 class TrainConfig:
     epochs: int = _bounded(10, low=1)
     batch_size: int = _bounded(1024, low=1)
+    optimizer: Literal["adam", "adagrad"] = "adam"
     learning_rate: float = _bounded(1e-3, low=0.0)
+    # Learning rate reached at the last step (exponential decay); None keeps it constant.
+    final_learning_rate: Optional[float] = _bounded(None, low=0.0)
+    shuffle_buffer: int = _bounded(100_000, low=1)
     # Stop when the validation `monitor` metric has not improved for this many epochs.
     early_stopping_patience: int = _bounded(3, low=0)
     monitor: str = "recall@20"
+    # Score a sample of validation users each epoch (the final evaluation uses all of them).
+    monitor_max_users: int = _bounded(5000, low=1)
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        name, _, k = self.monitor.partition("@")
+        if name not in ("recall", "ndcg", "hr", "mrr") or (name != "mrr" and not k.isdigit()):
+            return "monitor", f"expected recall@K, ndcg@K, hr@K or mrr, got {self.monitor!r}"
+        return None
 
 
 @dataclass
 class EvalConfig:
     ks: List[int] = _bounded([10, 20, 50], low=1)
     batch_size: int = _bounded(512, low=1)
+    # Items scored per chunk: bounds memory at batch_size x item_chunk scores.
+    item_chunk: int = _bounded(65536, low=1)
+    split: Literal["valid", "test"] = "valid"
+    # Baselines evaluated beside the configured model, on the same split.
+    baselines: List[Literal["pop"]] = field(default_factory=lambda: ["pop"])
 
 
 @dataclass
 class ExportConfig:
-    index: Literal["brute_force", "scann"] = "scann"
+    enabled: bool = True
+    # Index SavedModels to write; with both, ScaNN's recall@top_k against brute force is reported.
+    indexes: List[Literal["brute_force", "scann"]] = field(default_factory=lambda: ["brute_force", "scann"])
     top_k: int = _bounded(100, low=1)
+    # ScaNN partitioning; None picks about sqrt(num_items) leaves and searches a fifth of them.
+    scann_num_leaves: Optional[int] = _bounded(None, low=1)
+    scann_num_leaves_to_search: Optional[int] = _bounded(None, low=1)
+    # Users whose ScaNN top-K is compared with brute force for the reported recall.
+    recall_sample_users: int = _bounded(1000, low=1)
 
 
 @dataclass

@@ -1,0 +1,235 @@
+"""The stages of `llmrec run`, each reading the previous stage's outputs from the run directory.
+
+Layout of a run directory (runs/<name>/):
+    config.yaml           resolved config          train_result.json   loss and monitor per epoch
+    checkpoints/          latest/ and best/        metrics.json        evaluation, overall/head/tail
+    export/               query/, index_*/, export.json                 report.html
+    timings.json          seconds per stage
+Stages are idempotent: ingestion reuses a complete prepared dataset, training resumes from its
+checkpoints, and evaluation/export/report rewrite their outputs atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_llmrec.config import ExperimentConfig, config_hash, to_dict
+from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets
+from tfrs_llmrec.evaluation.evaluator import evaluate_retrieval
+from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
+from tfrs_llmrec.models import TwoTowerModel, build_retrieval_model, is_trainable
+from tfrs_llmrec.serving import (IndexSettings, build_index, check_in_fresh_process, save_index_model,
+                                 save_query_model, top_k_recall)
+from tfrs_llmrec.serving.export import write_export_manifest
+from tfrs_llmrec.training import fit_with_validation, make_optimizer, set_global_determinism
+
+log = logging.getLogger("llmrec.stages")
+
+TRAIN_RESULT_FILE = "train_result.json"
+METRICS_FILE = "metrics.json"
+TIMINGS_FILE = "timings.json"
+REPORT_FILE = "report.html"
+
+
+class StageError(RuntimeError):
+    """A stage cannot run because an earlier stage's output is missing or inconsistent."""
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=float), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _record_time(run_dir: Path, stage: str, seconds: float) -> None:
+    path = run_dir / TIMINGS_FILE
+    timings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    timings[stage] = round(seconds, 2)
+    _write_json(path, timings)
+
+
+def prepared_dataset(config: ExperimentConfig) -> PreparedDataset:
+    from beam_jobs.ingest import run_ingestion
+
+    root = run_ingestion(config.data, Path(config.output_dir), seed=config.seed)
+    return PreparedDataset.open(root)
+
+
+def _model_names(config: ExperimentConfig) -> List[str]:
+    return list(dict.fromkeys([config.model.name, *config.eval.baselines]))
+
+
+def _build(config: ExperimentConfig, dataset: PreparedDataset, name: str):
+    stats = dataset.stats
+    return build_retrieval_model(name, config.model, stats["num_users"], stats["item_train_counts"])
+
+
+def _query_function(model, histories: np.ndarray):
+    if isinstance(model, TwoTowerModel):
+        return lambda users: model.query_embeddings(users, histories[users])
+    return model.query_embeddings
+
+
+def _evaluate(config: ExperimentConfig, dataset: PreparedDataset, model, split: str, max_users=None,
+              progress=True) -> dict:
+    targets = load_eval_targets(dataset, split)
+    histories, _ = dataset.query_histories(split)
+    users, targets_indptr, targets_indices = targets.users, targets.targets_indptr, targets.targets_indices
+    exclude_indptr, exclude_indices = targets.exclude_indptr, targets.exclude_indices
+    if max_users is not None and len(users) > max_users:
+        # A fixed, seeded sample of users so the monitor is comparable across epochs.
+        chosen = np.sort(np.random.default_rng(config.seed).choice(len(users), max_users, replace=False))
+        users, (targets_indptr, targets_indices), (exclude_indptr, exclude_indices) = (
+            users[chosen], _take_rows(targets_indptr, targets_indices, chosen),
+            _take_rows(exclude_indptr, exclude_indices, chosen))
+    stats = dataset.stats
+    evaluation = evaluate_retrieval(
+        _query_function(model, histories), model.item_embeddings(), users, targets_indptr, targets_indices,
+        exclude_indptr, exclude_indices, ks=config.eval.ks,
+        item_is_head=np.asarray(stats["item_is_head"], bool), user_is_active=np.asarray(stats["user_is_active"], bool),
+        item_popularity=np.asarray(stats["item_train_counts"]), batch_size=config.eval.batch_size,
+        item_chunk=config.eval.item_chunk, progress=progress)
+    return evaluation.summary
+
+
+def _take_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
+    lengths = indptr[rows + 1] - indptr[rows]
+    new_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(indptr.dtype)
+    new_indices = np.concatenate([indices[indptr[r]:indptr[r + 1]] for r in rows]) if len(rows) else indices[:0]
+    return new_indptr, new_indices
+
+
+def _restore(config: ExperimentConfig, dataset: PreparedDataset, run_dir: Path, name: str):
+    model = _build(config, dataset, name)
+    if not is_trainable(name):
+        return model
+    best = tf.train.latest_checkpoint(str(run_dir / "checkpoints" / "best"))
+    if best is None:
+        raise StageError(f"{run_dir / 'checkpoints'}: no trained {name} checkpoint; run `llmrec train` first")
+    tf.train.Checkpoint(model=model).restore(best).expect_partial()
+    return model
+
+
+def run_data(config: ExperimentConfig, run_dir: Path) -> None:
+    started = time.perf_counter()
+    dataset = prepared_dataset(config)
+    stats = dataset.stats
+    log.info("dataset %s: %d users, %d items, %s", dataset.root, stats["num_users"], stats["num_items"],
+             ", ".join(f"{split} {count}" for split, count in stats["interactions"].items()))
+    _record_time(run_dir, "data", time.perf_counter() - started)
+
+
+def run_train(config: ExperimentConfig, run_dir: Path) -> None:
+    started = time.perf_counter()
+    dataset = prepared_dataset(config)
+    if not is_trainable(config.model.name):
+        log.info("model %s has nothing to train", config.model.name)
+        _write_json(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, "history": {}, "epochs_completed": 0})
+        return
+    set_global_determinism(config.seed)
+    model = _build(config, dataset, config.model.name)
+    train_count = dataset.stats["interactions"]["train"]
+    steps_per_epoch = -(-train_count // config.train.batch_size)
+    model.compile(make_optimizer(config.train, steps_per_epoch * config.train.epochs))
+    train_data = dataset.interactions("train", config.train.batch_size, shuffle=True, seed=config.seed,
+                                      shuffle_buffer=config.train.shuffle_buffer)
+    monitor = config.train.monitor
+
+    def monitor_fn(trained) -> float:
+        summary = _evaluate(config, dataset, trained, "valid", max_users=config.train.monitor_max_users,
+                            progress=False)
+        return summary["overall"][monitor]
+
+    result = fit_with_validation(model, train_data, config.train, run_dir / "checkpoints", monitor_fn)
+    _write_json(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, **result.__dict__})
+    log.info("trained %s: %d epochs, best %s %.4f at epoch %d (%.1fs)", config.model.name,
+             result.epochs_completed, monitor, result.best_value, result.best_epoch, result.seconds)
+    _record_time(run_dir, "train", time.perf_counter() - started)
+
+
+def run_evaluate(config: ExperimentConfig, run_dir: Path) -> None:
+    dataset = prepared_dataset(config)
+    split = config.eval.split
+    results: Dict[str, dict] = {}
+    for name in _model_names(config):
+        started = time.perf_counter()
+        summary = _evaluate(config, dataset, _restore(config, dataset, run_dir, name), split)
+        results[name] = {"summary": summary, "seconds": round(time.perf_counter() - started, 2)}
+        overall = summary["overall"]
+        log.info("%s on %s: %s", name, split,
+                 ", ".join(f"{key} {overall[key]:.4f}" for key in ("recall@20", "ndcg@20") if key in overall))
+    payload = {"experiment": config.name, "config_hash": config_hash(config), "split": split,
+               "dataset": str(dataset.root), "models": results}
+    write_metrics_json(run_dir / METRICS_FILE, payload)
+    _record_time(run_dir, "evaluate", sum(result["seconds"] for result in results.values()))
+
+
+def run_export(config: ExperimentConfig, run_dir: Path) -> None:
+    if not config.export.enabled or not is_trainable(config.model.name):
+        log.info("export skipped (%s)", "disabled" if not config.export.enabled else "nothing to export for pop")
+        return
+    started = time.perf_counter()
+    dataset = prepared_dataset(config)
+    model = _restore(config, dataset, run_dir, config.model.name)
+    export_dir = run_dir / "export"
+    max_history = dataset.stats["max_history"]
+    histories, _ = dataset.query_histories(config.eval.split)
+    sample = np.arange(min(config.export.recall_sample_users, dataset.stats["num_users"]), dtype=np.int64)
+    inputs = {"user_index": sample, "history": histories[sample].astype(np.int64)}
+
+    query_path = save_query_model(model.query_tower, max_history, export_dir / "query")
+    reloaded = check_in_fresh_process(query_path, inputs)["query_embedding"]
+    in_memory = model.query_embeddings(sample, histories[sample])
+    manifest = {"query_model": str(query_path), "query_max_abs_diff": float(np.max(np.abs(reloaded - in_memory))),
+                "indexes": {}, "config_hash": config_hash(config), "config": to_dict(config)}
+
+    item_ids = dataset.item_ids()
+    item_embeddings = model.item_embeddings()
+    exact = np.argsort(-(in_memory @ item_embeddings.T), axis=1, kind="stable")[:, :config.export.top_k]
+    id_to_index = {item_id: index for index, item_id in enumerate(item_ids)}
+    for kind in config.export.indexes:
+        settings = IndexSettings(kind, config.export.top_k, config.export.scann_num_leaves,
+                                 config.export.scann_num_leaves_to_search)
+        index = build_index(settings, item_embeddings, item_ids)
+        path = save_index_model(model.query_tower, index, max_history, export_dir / f"index_{kind}",
+                                scann=kind == "scann")
+        returned = check_in_fresh_process(path, inputs)["item_ids"]
+        found = np.vectorize(id_to_index.__getitem__)(returned)
+        recall = top_k_recall(found, exact[:, :found.shape[1]])
+        entry = {"path": str(path), "k": int(found.shape[1]), f"recall@{found.shape[1]}_vs_exact": recall}
+        if kind == "scann":
+            entry["num_leaves"], entry["num_leaves_to_search"] = settings.resolved_leaves(len(item_ids))
+        manifest["indexes"][kind] = entry
+        print(f"export: {kind} index reloaded in a fresh process; recall@{found.shape[1]} against exact "
+              f"brute force on {len(sample)} users: {recall:.4f}")
+    write_export_manifest(export_dir / "export.json", manifest)
+    _record_time(run_dir, "export", time.perf_counter() - started)
+
+
+def run_report(config: ExperimentConfig, run_dir: Path) -> None:
+    metrics_path = run_dir / METRICS_FILE
+    if not metrics_path.is_file():
+        raise StageError(f"{metrics_path}: missing; run `llmrec evaluate` first")
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    train_path = run_dir / TRAIN_RESULT_FILE
+    training = json.loads(train_path.read_text(encoding="utf-8")) if train_path.is_file() else {}
+    timings_path = run_dir / TIMINGS_FILE
+    timings = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.is_file() else {}
+    dataset = prepared_dataset(config)
+    runs = []
+    for name, result in metrics["models"].items():
+        trained_here = training.get("model") == name
+        runs.append({"model": name, "summary": result["summary"], "config": to_dict(config),
+                     "timings": {**(timings if trained_here else {}), "evaluate": result["seconds"]},
+                     "history": training.get("history", {}) if trained_here else {}})
+    stats = {key: value for key, value in dataset.stats.items() if not isinstance(value, list)}
+    write_html_report(run_dir / REPORT_FILE, f"{config.name} ({metrics['split']} split)", runs, stats)
+    print(f"report: {run_dir / REPORT_FILE}")

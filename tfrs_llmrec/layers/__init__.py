@@ -1,0 +1,7 @@
+"""Shared Keras layers that every model composes."""
+
+from tfrs_llmrec.layers.mlp import MLP
+from tfrs_llmrec.layers.pooling import MaskedMeanPooling
+from tfrs_llmrec.layers.towers import HistoryQueryTower, IdItemTower
+
+__all__ = ["HistoryQueryTower", "IdItemTower", "MLP", "MaskedMeanPooling"]
