@@ -66,8 +66,8 @@ def test_list_element_type_error_has_index(tmp_path):
 
 
 def test_literal_choice_is_enforced(tmp_path):
-    path = write(tmp_path, "x.yaml", "name: e\nexport: {index: annoy}\n")
-    with pytest.raises(ConfigError, match=r"export\.index: expected one of .*'scann'.*got 'annoy'"):
+    path = write(tmp_path, "x.yaml", "name: e\nexport: {indexes: [scann, annoy]}\n")
+    with pytest.raises(ConfigError, match=r"export\.indexes\[1\]: expected one of .*'scann'.*got 'annoy'"):
         load_experiment(path)
 
 
