@@ -3,7 +3,7 @@ VENV ?= .venv
 LLMREC := $(VENV)/bin/llmrec
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-horovod demo test test-all doctor bench freeze clean
+.PHONY: setup setup-horovod demo test test-all test-horovod doctor bench freeze clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -18,10 +18,13 @@ demo: setup
 	$(LLMREC) run configs/demo.yaml
 
 test: setup
-	$(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS) tests
+	$(VENV)/bin/python -m pytest -m "not slow and not horovod" $(PYTEST_ARGS) tests
 
 test-all: setup
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
+	$(VENV)/bin/python -m pytest -m "not horovod" $(PYTEST_ARGS) tests
+
+test-horovod: setup-horovod
+	$(VENV)/bin/python -m pytest -m horovod $(PYTEST_ARGS) tests
 
 bench: setup
 	$(VENV)/bin/python -m pytest -m slow -s benchmarks
