@@ -38,7 +38,9 @@ def test_top_k_recall_by_hand():
 
 
 def test_index_settings_defaults():
-    assert IndexSettings("scann", 10).resolved_leaves(10000) == (100, 20)
+    assert IndexSettings("scann", 10).resolved_leaves(10000) == (100, 20)  # a fifth
+    assert IndexSettings("scann", 100).resolved_leaves(1_000_000) == (1000, 200)
+    assert IndexSettings("scann", 100).resolved_leaves(2500) == (50, 20)  # 10 x K = 40% of the items
     assert IndexSettings("scann", 10, num_leaves=8, num_leaves_to_search=50).resolved_leaves(100) == (8, 8)
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from tfrs_llmrec._keras_env import use_legacy_keras
 
@@ -18,6 +18,13 @@ from tfrs_llmrec import __version__  # noqa: E402
 from tfrs_llmrec.config import ConfigError, ExperimentConfig, dump_yaml, load_experiment  # noqa: E402
 
 log = logging.getLogger("llmrec")
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Command-line settings that are not part of the experiment (they do not change results)."""
+
+    beam_options: Tuple[str, ...] = ()
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -34,7 +41,7 @@ class Stage:
     function: Optional[str] = None
     optional: bool = False
 
-    def runner(self) -> Callable[[ExperimentConfig, Path], None]:
+    def runner(self) -> Callable[[ExperimentConfig, Path, "StageOptions"], None]:
         from tfrs_llmrec.cli import stages
 
         return getattr(stages, self.function)
@@ -63,6 +70,10 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="experiment config (YAML)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key (repeatable), e.g. --set train.epochs=3")
+    parser.add_argument("--beam-option", dest="beam_options", action="append", default=[], metavar="OPTION",
+                        help="a Beam pipeline option for the data jobs (repeatable), e.g. "
+                             "--beam-option=--runner=DataflowRunner --beam-option=--project=P; "
+                             "default: the local FnApiRunner")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +139,7 @@ def _unavailable(stage: Stage) -> str:
     return f"stage '{stage.name}' is not available yet (it lands with issue #{stage.issue}: {stage.summary})"
 
 
-def command_run(config: ExperimentConfig, dry_run: bool) -> int:
+def command_run(config: ExperimentConfig, dry_run: bool, options: "StageOptions") -> int:
     run_dir = _run_dir(config)
     if dry_run:
         print(dump_yaml(config), end="")
@@ -152,18 +163,18 @@ def command_run(config: ExperimentConfig, dry_run: bool) -> int:
                   f"not available yet: {', '.join(pending)}. No results were produced.")
             return EXIT_OK
         log.info("stage %s: %s", stage.name, stage.summary)
-        stage.runner()(config, run_dir)
+        stage.runner()(config, run_dir, options)
         completed.append(stage.name)
     note = f" (skipped, not available yet: {', '.join(skipped)})" if skipped else ""
     print(f"llmrec run: stages {', '.join(completed)} completed{note}; outputs in {run_dir}")
     return EXIT_OK
 
 
-def command_stage(stage: Stage, config: ExperimentConfig) -> int:
+def command_stage(stage: Stage, config: ExperimentConfig, options: "StageOptions") -> int:
     if stage.function is None:
         print(f"llmrec {stage.name}: {_unavailable(stage)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    stage.runner()(config, _run_dir(config))
+    stage.runner()(config, _run_dir(config), options)
     return EXIT_OK
 
 
@@ -179,18 +190,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("llmrec serve: not available yet (lands with the serving/TFX issue)", file=sys.stderr)
             return EXIT_UNAVAILABLE
         config = load_experiment(args.config, args.overrides)
+        options = StageOptions(beam_options=tuple(args.beam_options))
         if args.command == "run":
-            return command_run(config, args.dry_run)
+            return command_run(config, args.dry_run, options)
         if args.command == "pipeline":
             print("llmrec pipeline: not available yet (lands with the TFX pipeline issue)", file=sys.stderr)
             return EXIT_UNAVAILABLE
-        return command_stage(STAGE_BY_NAME[args.command], config)
+        return command_stage(STAGE_BY_NAME[args.command], config, options)
     except ConfigError as error:
         print(f"llmrec: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:
-        # Data and stage errors already name their file; one line, not a traceback.
-        if type(error).__name__ not in ("DataError", "StageError"):
+        # Data and stage errors already name their file: one line, not a traceback.
+        from tfrs_llmrec.cli.stages import StageError
+        from tfrs_llmrec.data.errors import DataError
+
+        if not isinstance(error, (DataError, StageError)):
             raise
         print(f"llmrec {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILURE

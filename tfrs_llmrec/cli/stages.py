@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -50,16 +50,18 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def _record_time(run_dir: Path, stage: str, seconds: float) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / TIMINGS_FILE
     timings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     timings[stage] = round(seconds, 2)
     _write_json(path, timings)
 
 
-def prepared_dataset(config: ExperimentConfig) -> PreparedDataset:
+def prepared_dataset(config: ExperimentConfig, beam_options: Sequence[str] = ()) -> PreparedDataset:
+    """Runs the ingestion job, or reuses its complete output for this data config."""
     from beam_jobs.ingest import run_ingestion
 
-    root = run_ingestion(config.data, Path(config.output_dir), seed=config.seed)
+    root = run_ingestion(config.data, Path(config.output_dir), seed=config.seed, pipeline_args=beam_options)
     return PreparedDataset.open(root)
 
 
@@ -118,16 +120,16 @@ def _restore(config: ExperimentConfig, dataset: PreparedDataset, run_dir: Path, 
     return model
 
 
-def run_data(config: ExperimentConfig, run_dir: Path) -> None:
+def run_data(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     started = time.perf_counter()
-    dataset = prepared_dataset(config)
+    dataset = prepared_dataset(config, options.beam_options if options is not None else ())
     stats = dataset.stats
     log.info("dataset %s: %d users, %d items, %s", dataset.root, stats["num_users"], stats["num_items"],
              ", ".join(f"{split} {count}" for split, count in stats["interactions"].items()))
     _record_time(run_dir, "data", time.perf_counter() - started)
 
 
-def run_train(config: ExperimentConfig, run_dir: Path) -> None:
+def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     started = time.perf_counter()
     dataset = prepared_dataset(config)
     if not is_trainable(config.model.name):
@@ -155,7 +157,7 @@ def run_train(config: ExperimentConfig, run_dir: Path) -> None:
     _record_time(run_dir, "train", time.perf_counter() - started)
 
 
-def run_evaluate(config: ExperimentConfig, run_dir: Path) -> None:
+def run_evaluate(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     dataset = prepared_dataset(config)
     split = config.eval.split
     results: Dict[str, dict] = {}
@@ -172,7 +174,7 @@ def run_evaluate(config: ExperimentConfig, run_dir: Path) -> None:
     _record_time(run_dir, "evaluate", sum(result["seconds"] for result in results.values()))
 
 
-def run_export(config: ExperimentConfig, run_dir: Path) -> None:
+def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     if not config.export.enabled or not is_trainable(config.model.name):
         log.info("export skipped (%s)", "disabled" if not config.export.enabled else "nothing to export for pop")
         return
@@ -185,14 +187,14 @@ def run_export(config: ExperimentConfig, run_dir: Path) -> None:
     sample = np.arange(min(config.export.recall_sample_users, dataset.stats["num_users"]), dtype=np.int64)
     inputs = {"user_index": sample, "history": histories[sample].astype(np.int64)}
 
+    item_ids = dataset.item_ids()
+    item_embeddings = model.item_embeddings()
     query_path = save_query_model(model.query_tower, max_history, export_dir / "query")
     reloaded = check_in_fresh_process(query_path, inputs)["query_embedding"]
     in_memory = model.query_embeddings(sample, histories[sample])
     manifest = {"query_model": str(query_path), "query_max_abs_diff": float(np.max(np.abs(reloaded - in_memory))),
                 "indexes": {}, "config_hash": config_hash(config), "config": to_dict(config)}
 
-    item_ids = dataset.item_ids()
-    item_embeddings = model.item_embeddings()
     exact = np.argsort(-(in_memory @ item_embeddings.T), axis=1, kind="stable")[:, :config.export.top_k]
     id_to_index = {item_id: index for index, item_id in enumerate(item_ids)}
     for kind in config.export.indexes:
@@ -214,7 +216,7 @@ def run_export(config: ExperimentConfig, run_dir: Path) -> None:
     _record_time(run_dir, "export", time.perf_counter() - started)
 
 
-def run_report(config: ExperimentConfig, run_dir: Path) -> None:
+def run_report(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     metrics_path = run_dir / METRICS_FILE
     if not metrics_path.is_file():
         raise StageError(f"{metrics_path}: missing; run `llmrec evaluate` first")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -42,9 +43,11 @@ class IndexSettings:
     num_leaves_to_search: Optional[int] = None
 
     def resolved_leaves(self, num_items: int) -> tuple:
-        """About sqrt(N) partitions, searching a fifth of them, unless configured."""
+        """About sqrt(N) partitions; search enough of them to hold about 10 x K items, and at
+        least a fifth, unless configured."""
         leaves = self.num_leaves or max(1, min(num_items, round(math.sqrt(num_items))))
-        to_search = self.num_leaves_to_search or max(1, math.ceil(leaves / 5))
+        wanted_fraction = max(0.2, min(1.0, 10.0 * self.k / max(num_items, 1)))
+        to_search = self.num_leaves_to_search or max(1, math.ceil(leaves * wanted_fraction))
         return leaves, min(to_search, leaves)
 
 
@@ -127,7 +130,9 @@ def check_in_fresh_process(saved_model_dir: Path, inputs: Dict[str, np.ndarray],
         np.savez(inputs_path, **inputs)
         command = [sys.executable, "-m", "tfrs_llmrec.serving.reload", str(saved_model_dir), str(inputs_path),
                    str(outputs_path)]
-        finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        # Quiet TF and ScaNN's C++ logging in the child; failures still come back on stderr.
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
         if finished.returncode != 0:
             tail = "\n".join(finished.stderr.strip().splitlines()[-5:])
             raise RuntimeError(f"{saved_model_dir}: reloading in a fresh process failed:\n{tail}")
