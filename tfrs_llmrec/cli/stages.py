@@ -150,7 +150,11 @@ def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
                             progress=False)
         return summary["overall"][monitor]
 
-    result = fit_with_validation(model, train_data, config.train, run_dir / "checkpoints", monitor_fn)
+    try:
+        result = fit_with_validation(model, train_data, config.train, run_dir / "checkpoints", monitor_fn)
+    except tf.errors.DataLossError as error:
+        # tf.data does not say which shard is corrupt; the dataset finds and names it.
+        raise dataset.explain_data_loss(error, "train") from None
     _write_json(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, **result.__dict__})
     log.info("trained %s: %d epochs, best %s %.4f at epoch %d (%.1fs)", config.model.name,
              result.epochs_completed, monitor, result.best_value, result.best_epoch, result.seconds)

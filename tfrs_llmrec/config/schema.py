@@ -153,11 +153,104 @@ class ExportConfig:
 
 
 @dataclass
+class HttpEndpointConfig:
+    """An OpenAI-compatible HTTP endpoint (vLLM, Ollama, llama.cpp server, a hosted API)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = ""
+    # Name of the environment variable holding the API key; the key itself never enters a config.
+    api_key_env: Optional[str] = None
+    timeout_s: float = _bounded(60.0, low=0.001)
+    max_retries: int = _bounded(4, low=0)
+    # First retry waits this long; later ones double it (plus jitter), capped at 30x.
+    backoff_s: float = _bounded(1.0, low=0.0)
+    max_concurrency: int = _bounded(4, low=1)
+    batch_size: int = _bounded(16, low=1)
+
+
+@dataclass
+class EncoderConfig:
+    """Text encoder that turns item/user texts into semantic vectors."""
+
+    kind: Literal["minilm", "saved_model", "openai_embeddings"] = "minilm"
+    batch_size: int = _bounded(64, low=1)
+    # Tokens per text after WordPiece, [CLS] and [SEP] included (MiniLM was trained with 256).
+    max_length: int = _bounded(128, low=8, high=512)
+    # kind=saved_model: a SavedModel whose serving_default maps a string batch to vectors.
+    saved_model_path: Optional[str] = None
+    endpoint: HttpEndpointConfig = field(default_factory=HttpEndpointConfig)
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        if self.kind == "saved_model" and not self.saved_model_path:
+            return "saved_model_path", "required when kind is 'saved_model'"
+        if self.kind == "openai_embeddings" and not self.endpoint.model:
+            return "endpoint", "endpoint.model is required when kind is 'openai_embeddings'"
+        return None
+
+
+@dataclass
+class LLMConfig:
+    """LLM backend for generated texts: motivations (MotiR) and explicit interests (EIMF)."""
+
+    backend: Literal["none", "openai", "gguf"] = "none"
+    endpoint: HttpEndpointConfig = field(default_factory=HttpEndpointConfig)
+    # backend=gguf: a local GGUF model file (needs the [gguf] extra).
+    gguf_path: Optional[str] = None
+    # Prompt templates live in tfrs_llmrec/llm/prompts/<name>.v<version>.txt.
+    prompt_version: int = _bounded(1, low=1)
+    temperature: float = _bounded(0.0, low=0.0)
+    max_tokens: int = _bounded(256, low=1)
+    # Responses are cached here (None: <output_dir>/llm_cache).
+    cache_dir: Optional[str] = None
+    # EIMF: at most this many explicit interests per user.
+    max_interests: int = _bounded(5, low=1)
+    # EIMF typical-sample selection with Affinity Propagation: preference (None: median similarity),
+    # damping, and how many users are clustered exactly (the rest join their nearest exemplar).
+    ap_preference: Optional[float] = None
+    ap_damping: float = _bounded(0.7, low=0.5, high=0.99)
+    ap_max_users: int = _bounded(2000, low=2)
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        if self.backend == "openai" and not self.endpoint.model:
+            return "endpoint", "endpoint.model is required when backend is 'openai'"
+        if self.backend == "gguf" and not self.gguf_path:
+            return "gguf_path", "required when backend is 'gguf'"
+        return None
+
+
+@dataclass
+class SemanticIdConfig:
+    """RQ-VAE semantic IDs over item (and user) semantic vectors."""
+
+    enabled: bool = True
+    num_levels: int = _bounded(3, low=1)
+    codebook_size: int = _bounded(256, low=2)
+    latent_dim: int = _bounded(32, low=1)
+    hidden_dims: List[int] = _bounded([256, 128], low=1)
+    epochs: int = _bounded(50, low=1)
+    batch_size: int = _bounded(256, low=1)
+    learning_rate: float = _bounded(1e-3, low=0.0)
+    commitment_weight: float = _bounded(0.25, low=0.0)
+    # Codes unused for a whole epoch are re-seeded from random latents of the batch.
+    dead_code_reset: bool = True
+    # "clusters": similar items may share a code (AKT-Rec); "unique": a last level disambiguates.
+    mode: Literal["clusters", "unique"] = "clusters"
+
+
+@dataclass
+class FeaturesConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     seed: int = 42
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
