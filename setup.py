@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["tfrs_llmrec", "tfrs_llmrec.*", "beam_jobs", "beam_jobs.*",
                                     "pipelines", "pipelines.*"]),
-    package_data={"tfrs_llmrec": ["py.typed"]},
+    package_data={"tfrs_llmrec": ["py.typed"], "tfrs_llmrec.llm": ["prompts/*.txt"]},
     install_requires=[
         "tensorflow==2.20.0",
         "tf-keras==2.20.1",
@@ -28,6 +28,8 @@ setup(
     extras_require={
         # Built from the patched sdist by `make setup-horovod`; listed here for discoverability.
         "horovod": ["horovod==0.28.1"],
+        # A local GGUF model as the LLM backend; builds llama.cpp from source (about 16 min on 2 cores).
+        "gguf": ["llama-cpp-python==0.3.36"],
         "dev": ["pytest==8.3.4", "pytest-timeout==2.3.1"],
     },
     entry_points={"console_scripts": ["llmrec=tfrs_llmrec.cli.main:main"]},
