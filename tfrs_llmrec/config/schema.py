@@ -232,7 +232,7 @@ class SemanticIdConfig:
     batch_size: int = _bounded(256, low=1)
     learning_rate: float = _bounded(1e-3, low=0.0)
     commitment_weight: float = _bounded(0.25, low=0.0)
-    # Codes unused for a whole epoch are re-seeded from random latents of the batch.
+    # Codes unused for a whole epoch are moved onto recent residuals the quantiser fits worst.
     dead_code_reset: bool = True
     # "clusters": similar items may share a code (AKT-Rec); "unique": a last level disambiguates.
     mode: Literal["clusters", "unique"] = "clusters"
