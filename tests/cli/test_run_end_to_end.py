@@ -32,6 +32,7 @@ def write_config(tmp_path, data_path):
         train: {{epochs: 6, batch_size: 64, learning_rate: 0.01, early_stopping_patience: 6}}
         eval: {{ks: [5, 20]}}
         export: {{top_k: 10, scann_num_leaves: 4, scann_num_leaves_to_search: 4}}
+        features: {{semantic_ids: {{num_levels: 2, codebook_size: 4, latent_dim: 8, hidden_dims: [16], epochs: 3}}}}
     """), encoding="utf-8")
     return config
 
@@ -53,7 +54,7 @@ def test_run_produces_every_artefact(finished_run, llmrec_cmd, subprocess_env):
     tmp_path, config = finished_run
     result = run_llmrec(llmrec_cmd, subprocess_env, "run", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "stages data, train, evaluate, export, report completed" in result.stdout
+    assert "stages data, features, train, evaluate, export, report completed" in result.stdout
     run_dir = tmp_path / "runs" / "e2e"
 
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -31,15 +31,12 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the main job. `function` names a callable in tfrs_llmrec.cli.stages (imported
-    only when a stage runs, so `--help` and `doctor` stay fast); None until its issue lands.
-    `run` skips an unavailable stage when `optional` (nothing after it needs it yet)."""
+    """One step of the main job. `function` names a callable in tfrs_llmrec.cli.stages, imported
+    only when a stage runs, so `--help` and `doctor` stay fast."""
 
     name: str
     summary: str
-    issue: int
-    function: Optional[str] = None
-    optional: bool = False
+    function: str
 
     def runner(self) -> Callable[[ExperimentConfig, Path, "StageOptions"], None]:
         from tfrs_llmrec.cli import stages
@@ -48,13 +45,13 @@ class Stage:
 
 
 STAGES: Sequence[Stage] = (
-    Stage("data", "Beam ingestion: raw logs -> k-core, splits, vocabularies, TFRecords, stats", 3, "run_data"),
-    Stage("features", "Beam job: language-model vectors, LLM texts, RQ-VAE semantic IDs", 4, optional=True),
-    Stage("train", "fit the configured model with checkpoints and early stopping", 3, "run_train"),
-    Stage("evaluate", "full-ranking metrics, overall and head/tail, metrics.json", 3, "run_evaluate"),
-    Stage("export", "query SavedModel plus BruteForce/ScaNN index SavedModels, reloaded and checked", 3,
+    Stage("data", "Beam ingestion: raw logs -> k-core, splits, vocabularies, TFRecords, stats", "run_data"),
+    Stage("features", "Beam job: language-model vectors, LLM texts, RQ-VAE semantic IDs", "run_features"),
+    Stage("train", "fit the configured model with checkpoints and early stopping", "run_train"),
+    Stage("evaluate", "full-ranking metrics, overall and head/tail, metrics.json", "run_evaluate"),
+    Stage("export", "query SavedModel plus BruteForce/ScaNN index SavedModels, reloaded and checked",
           "run_export"),
-    Stage("report", "HTML report with tables and plots", 3, "run_report"),
+    Stage("report", "HTML report with tables and plots", "run_report"),
 )
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
 
@@ -135,45 +132,23 @@ def _write_resolved_config(config: ExperimentConfig, run_dir: Path) -> Path:
     return target
 
 
-def _unavailable(stage: Stage) -> str:
-    return f"stage '{stage.name}' is not available yet (it lands with issue #{stage.issue}: {stage.summary})"
-
-
 def command_run(config: ExperimentConfig, dry_run: bool, options: "StageOptions") -> int:
     run_dir = _run_dir(config)
     if dry_run:
         print(dump_yaml(config), end="")
         for stage in STAGES:
-            state = "ready" if stage.function else ("skipped, not available yet" if stage.optional
-                                                    else "not available yet")
-            print(f"  {stage.name:<9} {state}: {stage.summary}")
+            print(f"  {stage.name:<9} {stage.summary}")
         return EXIT_OK
     written = _write_resolved_config(config, run_dir)
     log.info("run %s: resolved config written to %s", config.name, written)
-    completed: List[str] = []
-    skipped: List[str] = []
-    for position, stage in enumerate(STAGES):
-        if stage.function is None:
-            log.warning(_unavailable(stage))
-            if stage.optional:
-                skipped.append(stage.name)
-                continue
-            pending = [s.name for s in STAGES[position:]]
-            print(f"llmrec run: completed stages: {', '.join(completed) or 'none'}; "
-                  f"not available yet: {', '.join(pending)}. No results were produced.")
-            return EXIT_OK
+    for stage in STAGES:
         log.info("stage %s: %s", stage.name, stage.summary)
         stage.runner()(config, run_dir, options)
-        completed.append(stage.name)
-    note = f" (skipped, not available yet: {', '.join(skipped)})" if skipped else ""
-    print(f"llmrec run: stages {', '.join(completed)} completed{note}; outputs in {run_dir}")
+    print(f"llmrec run: stages {', '.join(stage.name for stage in STAGES)} completed; outputs in {run_dir}")
     return EXIT_OK
 
 
 def command_stage(stage: Stage, config: ExperimentConfig, options: "StageOptions") -> int:
-    if stage.function is None:
-        print(f"llmrec {stage.name}: {_unavailable(stage)}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     stage.runner()(config, _run_dir(config), options)
     return EXIT_OK
 

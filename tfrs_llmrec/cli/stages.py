@@ -129,6 +129,38 @@ def run_data(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     _record_time(run_dir, "data", time.perf_counter() - started)
 
 
+def run_features(config: ExperimentConfig, run_dir: Path, options=None) -> None:
+    from beam_jobs.features import run_features as build_features
+    from tfrs_llmrec.data.features import SemanticFeatures
+
+    started = time.perf_counter()
+    dataset = prepared_dataset(config)
+    root = build_features(config.features, dataset, seed=config.seed,
+                          pipeline_args=options.beam_options if options is not None else ())
+    features = SemanticFeatures.open(root)
+    manifest = features.manifest
+    items = manifest["item_semantic_ids"]
+    log.info("features %s: encoder %s; item semantic IDs: usage %s, collision rate %.4f, reconstruction MSE %.5f",
+             root, manifest["encoder"], items.get("usage_per_level"), items.get("collision_rate", float("nan")),
+             items.get("reconstruction_mse", float("nan")))
+    print(nearest_neighbour_report(dataset, features.item_vectors["metadata"]))
+    _record_time(run_dir, "features", time.perf_counter() - started)
+
+
+def nearest_neighbour_report(dataset: PreparedDataset, item_vectors: np.ndarray, num_items: int = 5,
+                             neighbours: int = 5) -> str:
+    """The nearest items (cosine) of the most popular items: a quick look at whether vectors make sense."""
+    titles = dataset.item_table().titles
+    popular = np.argsort(-np.asarray(dataset.stats["item_train_counts"]), kind="stable")[:num_items]
+    lines = ["nearest neighbours by semantic vector (title + metadata):"]
+    for item in popular:
+        similarity = item_vectors @ item_vectors[item]
+        similarity[item] = -np.inf
+        closest = np.argsort(-similarity, kind="stable")[:neighbours]
+        lines.append(f"  {titles[item]!r} -> " + "; ".join(f"{titles[j]!r} ({similarity[j]:.2f})" for j in closest))
+    return "\n".join(lines)
+
+
 def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     started = time.perf_counter()
     dataset = prepared_dataset(config)

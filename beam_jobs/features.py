@@ -1,0 +1,357 @@
+"""Semantic features: item texts -> language-model vectors (Beam RunInference), LLM-generated
+texts, RQ-VAE semantic IDs -> sharded TFRecords beside the prepared dataset.
+
+Three phases, all writing into `<target>.partial-<id>/`, renamed into place when complete:
+1. Beam: read the item TFRecords, build each item's texts (title; title + genres + description;
+   LLM purchase motivations when a backend is configured), encode them with RunInference and
+   write intermediate vector shards.
+2. Driver: user vectors (mean of their training items' vectors), EIMF explicit interests for
+   typical users (Affinity Propagation over users, LLM for exemplars only), RQ-VAE quantisers
+   fitted on item and user vectors and saved. The LLM stage runs here because its concurrency,
+   retries and on-disk cache are per process; the cache makes a rerun redo only what is missing.
+3. Beam: assign semantic IDs with the saved item quantiser inside a DoFn (so it scales out
+   like the encoder) and write the final item and user shards, then the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from tfrs_llmrec._keras_env import use_legacy_keras
+
+use_legacy_keras()
+
+import apache_beam as beam  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference  # noqa: E402
+
+from beam_jobs.ingest import OWNER_FILE, PARTIAL_MARKER, _pipeline_options, _remove_stale_partials, _write_shards  # noqa: E402
+from tfrs_llmrec.config import config_hash, to_dict  # noqa: E402
+from tfrs_llmrec.config.schema import EncoderConfig, FeaturesConfig  # noqa: E402
+from tfrs_llmrec.data import PreparedDataset  # noqa: E402
+from tfrs_llmrec.data import features_spec as fspec  # noqa: E402
+from tfrs_llmrec.data import spec  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+VECTORS_DIR = "_vectors"
+TITLE, METADATA, MOTIVATION = "title", "metadata", "motivation"
+
+
+def features_dir(dataset: PreparedDataset, features: FeaturesConfig) -> Path:
+    """Features are keyed by the dataset they describe and by their own config."""
+    return dataset.root.parent.parent / fspec.FEATURES_DIR / f"{dataset.root.name}-{config_hash(features)}"
+
+
+def item_texts(title: str, genres: Sequence[str], description: str) -> Dict[str, str]:
+    """The texts each semantic source encodes; metadata falls back to the title alone."""
+    parts = [title]
+    if genres:
+        parts.append("Genres: " + ", ".join(genres))
+    if description:
+        parts.append(description)
+    return {TITLE: title, METADATA: ". ".join(part for part in parts if part)}
+
+
+class TextEncoderHandler(ModelHandler):
+    """RunInference handler around our TextEncoder: batches of strings in, vectors out."""
+
+    def __init__(self, config: EncoderConfig, batch_size: int):
+        super().__init__()
+        self._config = config
+        self._batch_size = batch_size
+
+    def load_model(self):
+        from tfrs_llmrec.encoders import build_encoder
+
+        return build_encoder(self._config)
+
+    def run_inference(self, batch, model, inference_args=None) -> Iterable[PredictionResult]:
+        vectors = model.encode(list(batch), progress=False) if _takes_progress(model) else model.encode(list(batch))
+        return [PredictionResult(text, vector) for text, vector in zip(batch, vectors)]
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": self._batch_size, "max_batch_size": self._batch_size}
+
+    def get_metrics_namespace(self) -> str:
+        return "tfrs_llmrec_text_encoder"
+
+
+def _takes_progress(model) -> bool:
+    import inspect
+
+    return "progress" in inspect.signature(model.encode).parameters
+
+
+def _parse_item(serialized: bytes) -> Tuple[int, Dict[str, str]]:
+    example = tf.train.Example.FromString(serialized)
+    feature = example.features.feature
+    index = int(feature[spec.ITEM_INDEX].int64_list.value[0])
+    title = feature[spec.TITLE].bytes_list.value[0].decode("utf-8") if feature[spec.TITLE].bytes_list.value else ""
+    genres = [value.decode("utf-8") for value in feature[spec.GENRES].bytes_list.value]
+    description = (feature[spec.DESCRIPTION].bytes_list.value[0].decode("utf-8")
+                   if feature[spec.DESCRIPTION].bytes_list.value else "")
+    return index, item_texts(title, genres, description)
+
+
+def _float_feature(values) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).ravel().tolist()))
+
+
+def _int_feature(values) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=np.asarray(values, np.int64).ravel().tolist()))
+
+
+def _vector_example(index: int, source: str, vector) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        "index": _int_feature([index]), "source": tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode()])),
+        "vector": _float_feature(vector)})).SerializeToString()
+
+
+def _keyed_texts(element, motivations: Dict[int, str]):
+    index, texts = element
+    for source, text in texts.items():
+        yield f"{index}/{source}", text
+    if index in motivations:
+        yield f"{index}/{MOTIVATION}", motivations[index]
+
+
+def _vector_record(element, num_shards: int):
+    key, result = element
+    index, source = key.split("/")
+    return int(index) % num_shards, ((int(index), source), _vector_example(int(index), source, result.inference))
+
+
+def _encode_items(pipeline_args, dataset: PreparedDataset, features: FeaturesConfig, partial: Path,
+                  motivations: Dict[int, str], num_shards: int) -> None:
+    handler = KeyedModelHandler(TextEncoderHandler(features.encoder, features.encoder.batch_size * 16))
+    with beam.Pipeline(options=_pipeline_options(pipeline_args)) as pipeline:
+        records = (pipeline | "ReadItems" >> beam.io.ReadFromTFRecord(str(dataset.root / spec.ITEMS_DIR / "*.tfrecord"))
+                   | "ParseItems" >> beam.Map(_parse_item)
+                   | "Texts" >> beam.FlatMap(_keyed_texts, motivations)
+                   | "Encode" >> RunInference(handler)
+                   | "ToRecords" >> beam.Map(_vector_record, num_shards))
+        _write_shards(pipeline, "Vectors", records, str(partial), VECTORS_DIR, "vectors", num_shards)
+
+
+def _read_vectors(partial: Path, num_items: int) -> Dict[str, np.ndarray]:
+    found: Dict[str, Dict[int, np.ndarray]] = {}
+    for path in sorted((partial / VECTORS_DIR).glob("*.tfrecord")):
+        for serialized in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            feature = tf.train.Example.FromString(serialized).features.feature
+            source = feature["source"].bytes_list.value[0].decode()
+            found.setdefault(source, {})[int(feature["index"].int64_list.value[0])] = np.asarray(
+                feature["vector"].float_list.value, np.float32)
+    dimension = len(next(iter(found[TITLE].values())))
+    vectors = {}
+    for source, rows in found.items():
+        matrix = np.zeros((num_items, dimension), np.float32)
+        for index, vector in rows.items():
+            matrix[index] = vector
+        vectors[source] = matrix
+    return vectors
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+
+
+def user_history_vectors(dataset: PreparedDataset, item_vectors: np.ndarray) -> np.ndarray:
+    """Each user's mean training-item vector, L2-normalised (zeros for a user with no items)."""
+    train = dataset.split_items("train")
+    sums = np.add.reduceat(item_vectors[train.indices], train.indptr[:-1], axis=0) if len(train.indices) else None
+    users = np.zeros((len(train), item_vectors.shape[1]), np.float32)
+    lengths = train.lengths()
+    if sums is not None:
+        users[lengths > 0] = sums[lengths > 0]
+    return _normalise(users)
+
+
+def _motivations(dataset: PreparedDataset, features: FeaturesConfig, cache_dir: Path) -> Tuple[Dict[int, str], dict]:
+    if features.llm.backend == "none":
+        return {}, {"backend": "none"}
+    from tfrs_llmrec.llm.generate import generate_item_motivations
+
+    table = dataset.item_table()
+    items = [(str(index), title, description) for index, (title, description)
+             in enumerate(zip(table.titles, table.descriptions))]
+    generated = generate_item_motivations(items, features.llm, cache_dir)
+    texts = {int(key): "; ".join(reasons) for key, reasons in generated.items() if reasons}
+    return texts, generated.report.as_dict()
+
+
+def _user_interests(dataset: PreparedDataset, features: FeaturesConfig, user_vectors: np.ndarray, encoder,
+                    cache_dir: Path, seed: int) -> Tuple[np.ndarray, np.ndarray, dict]:
+    """EIMF: interests generated for typical users only, shared with their cluster."""
+    max_interests = features.llm.max_interests
+    dimension = user_vectors.shape[1]
+    matrices = np.zeros((len(user_vectors), max_interests, dimension), np.float32)
+    counts = np.zeros(len(user_vectors), np.int64)
+    if features.llm.backend == "none":
+        return matrices, counts, {"backend": "none"}
+    from tfrs_llmrec.clustering import select_typical_users
+    from tfrs_llmrec.llm.generate import generate_user_interests
+
+    active = np.flatnonzero(np.linalg.norm(user_vectors, axis=1) > 0)
+    typical = select_typical_users(user_vectors[active], features.llm.ap_max_users,
+                                   preference=features.llm.ap_preference, damping=features.llm.ap_damping, seed=seed)
+    exemplars = active[typical.exemplar_users]
+    titles = dataset.item_table().titles
+    train = dataset.split_items("train")
+    histories = {str(user): [titles[item] for item in train.row(user)] for user in exemplars}
+    generated = generate_user_interests(histories, features.llm, cache_dir)
+    for user in exemplars:
+        interests = (generated.get(str(user)) or [])[:max_interests]
+        if interests:
+            matrices[user, :len(interests)] = encoder.encode(interests)
+            counts[user] = len(interests)
+    owners = exemplars[typical.assignment]
+    matrices[active], counts[active] = matrices[owners], counts[owners]
+    report = {**generated.report.as_dict(), "typical_users": int(len(exemplars)), "clustered_users": int(len(active))}
+    return matrices, counts, report
+
+
+class _AssignItemCodes(beam.DoFn):
+    """Loads the saved item quantiser once per worker and codes batches of items."""
+
+    def __init__(self, quantizer_dir: str, unique_level: Optional[Dict[int, int]], num_shards: int):
+        self._quantizer_dir = quantizer_dir
+        self._unique_level = unique_level
+        self._num_shards = num_shards
+        self._model = None
+
+    def setup(self):
+        from tfrs_llmrec.semantic_ids import load_quantizer
+
+        self._model = load_quantizer(self._quantizer_dir)
+
+    def process(self, batch):
+        from tfrs_llmrec.semantic_ids import assign_codes
+
+        indices = np.array([row[0] for row in batch], np.int64)
+        sid_vectors = np.stack([row[1][2] for row in batch])
+        codes = assign_codes(self._model, sid_vectors)
+        for row, index, code in zip(batch, indices, codes):
+            title, metadata, sid_vector, motivation, text_hash = row[1]
+            code = list(code) + ([self._unique_level[int(index)]] if self._unique_level is not None else [])
+            example = tf.train.Example(features=tf.train.Features(feature={
+                spec.ITEM_INDEX: _int_feature([index]),
+                fspec.TITLE_VECTOR: _float_feature(title), fspec.METADATA_VECTOR: _float_feature(metadata),
+                fspec.MOTIVATION_VECTOR: _float_feature(motivation if motivation is not None else np.zeros_like(title)),
+                fspec.HAS_MOTIVATION: _int_feature([motivation is not None]),
+                fspec.SEMANTIC_ID: _int_feature(code),
+                fspec.TEXT_SHA256: tf.train.Feature(bytes_list=tf.train.BytesList(value=[text_hash.encode()])),
+            })).SerializeToString()
+            yield int(index) % self._num_shards, (int(index), example)
+
+
+def _user_example(index: int, history_vector, interests, count, code) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        spec.USER_INDEX: _int_feature([index]), fspec.HISTORY_VECTOR: _float_feature(history_vector),
+        fspec.INTERESTS: _float_feature(interests), fspec.NUM_INTERESTS: _int_feature([count]),
+        fspec.SEMANTIC_ID: _int_feature(code)})).SerializeToString()
+
+
+def _text_hashes(dataset: PreparedDataset) -> List[str]:
+    table = dataset.item_table()
+    return [hashlib.sha256(item_texts(title, genres, description)[METADATA].encode("utf-8")).hexdigest()[:16]
+            for title, genres, description in zip(table.titles, table.genres, table.descriptions)]
+
+
+def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, pipeline_args: Sequence[str] = (),
+                 sid_source: str = METADATA, force: bool = False) -> Path:
+    """Builds (or reuses) the semantic features of `dataset`; returns their directory."""
+    from tfrs_llmrec.encoders import build_encoder
+    from tfrs_llmrec.semantic_ids import fit_semantic_ids, fit_user_semantic_ids, save_quantizer
+
+    started = time.perf_counter()
+    target = features_dir(dataset, features)
+    if (target / spec.MANIFEST_FILE).is_file() and not force:
+        log.info("reusing the semantic features %s", target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target)
+    partial = target.with_name(f"{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex[:12]}")
+    partial.mkdir()
+    (partial / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "started": time.time()}), encoding="utf-8")
+    num_shards = int(dataset.manifest["data_config"]["num_shards"])
+    cache_dir = Path(features.llm.cache_dir) if features.llm.cache_dir else dataset.root.parent.parent / "llm_cache"
+    timings: Dict[str, float] = {}
+
+    phase = time.perf_counter()
+    motivations, motivation_report = _motivations(dataset, features, cache_dir)
+    timings["llm_motivations"] = time.perf_counter() - phase
+    phase = time.perf_counter()
+    log.info("encoding item texts with %s (Beam RunInference)", features.encoder.kind)
+    _encode_items(pipeline_args, dataset, features, partial, motivations, num_shards)
+    vectors = _read_vectors(partial, dataset.num_items)
+    timings["encode_items"] = time.perf_counter() - phase
+
+    phase = time.perf_counter()
+    encoder = build_encoder(features.encoder)
+    users = user_history_vectors(dataset, vectors[METADATA])
+    interests, interest_counts, interest_report = _user_interests(dataset, features, users, encoder, cache_dir, seed)
+    timings["user_vectors_and_interests"] = time.perf_counter() - phase
+
+    phase = time.perf_counter()
+    sid_vectors = vectors[sid_source] if sid_source in vectors else vectors[METADATA]
+    item_sids = fit_semantic_ids(sid_vectors, features.semantic_ids, seed=seed)
+    user_sids = fit_user_semantic_ids(users, features.semantic_ids, seed=seed)
+    save_quantizer(item_sids.model, partial / "rqvae_items")
+    save_quantizer(user_sids.model, partial / "rqvae_users")
+    timings["rqvae"] = time.perf_counter() - phase
+
+    unique_level = None
+    if features.semantic_ids.mode == "unique":
+        unique_level = {index: int(code[-1]) for index, code in enumerate(item_sids.codes)}
+    hashes = _text_hashes(dataset)
+    rows = [(index, (vectors[TITLE][index], vectors[METADATA][index], sid_vectors[index],
+                     vectors[MOTIVATION][index] if MOTIVATION in vectors and index in motivations else None,
+                     hashes[index])) for index in range(dataset.num_items)]
+    phase = time.perf_counter()
+    with beam.Pipeline(options=_pipeline_options(pipeline_args)) as pipeline:
+        items = (pipeline | "Items" >> beam.Create(rows, reshuffle=False)
+                 | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
+                 | "AssignCodes" >> beam.ParDo(_AssignItemCodes(str(partial / "rqvae_items"), unique_level, num_shards)))
+        _write_shards(pipeline, "ItemFeatures", items, str(partial), fspec.ITEMS_SUBDIR, "items", num_shards)
+        user_codes = user_sids.codes
+        user_rows = [(index % num_shards, (index, _user_example(index, users[index], interests[index],
+                                                                 interest_counts[index], user_codes[index])))
+                     for index in range(len(users))]
+        user_records = pipeline | "Users" >> beam.Create(user_rows, reshuffle=False)
+        _write_shards(pipeline, "UserFeatures", user_records, str(partial), fspec.USERS_SUBDIR, "users", num_shards)
+    timings["write"] = time.perf_counter() - phase
+
+    tf.io.gfile.rmtree(str(partial / VECTORS_DIR))
+    (partial / OWNER_FILE).unlink()
+    manifest = {
+        "dataset": str(dataset.root), "dataset_config_hash": dataset.stats.get("config_hash"),
+        "features_config_hash": config_hash(features), "features_config": to_dict(features),
+        "encoder": encoder.identity, "dimension": int(encoder.dimension), "sid_source": sid_source,
+        "item_sid_levels": int(item_sids.codes.shape[1]), "user_sid_levels": int(user_sids.codes.shape[1]),
+        "item_semantic_ids": _json_safe(item_sids.stats), "user_semantic_ids": _json_safe(user_sids.stats),
+        "llm": {"motivations": motivation_report, "interests": interest_report,
+                "max_interests": features.llm.max_interests},
+        "num_items": dataset.num_items, "num_users": dataset.num_users, "num_shards": num_shards,
+        "seed": seed, "beam_version": beam.__version__, "seconds": {k: round(v, 2) for k, v in timings.items()},
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
+    (partial / spec.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    if target.exists():
+        tf.io.gfile.rmtree(str(target))
+    os.rename(partial, target)
+    log.info("semantic features written to %s in %.1fs", target, manifest["total_seconds"])
+    return target
+
+
+def _json_safe(stats: dict) -> dict:
+    return json.loads(json.dumps(stats, default=lambda value: value.tolist() if hasattr(value, "tolist") else str(value)))

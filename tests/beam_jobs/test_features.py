@@ -1,0 +1,84 @@
+"""The semantic-features Beam job on a tiny prepared dataset, with the real MiniLM encoder."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from beam_jobs.features import item_texts, run_features, user_history_vectors
+from beam_jobs.ingest import run_ingestion
+from tfrs_llmrec.config import load_experiment
+from tfrs_llmrec.data import PreparedDataset
+from tfrs_llmrec.data.features import SemanticFeatures
+from tfrs_llmrec.encoders import build_encoder
+
+TITLES = {"i1": "Super Mario Kart", "i2": "Mario Kart 64", "i3": "Halo 3", "i4": "Halo: Reach",
+          "i5": "FIFA 19", "i6": "FIFA 20"}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("features")
+    log = ["user_id,item_id,timestamp"]
+    for user in range(6):
+        for position, item in enumerate(["i1", "i2", "i3", "i4", "i5", "i6"][user % 3 * 2:] + ["i1", "i3"]):
+            log.append(f"u{user},{item},{position}")
+    (root / "log.csv").write_text("\n".join(log) + "\n")
+    (root / "items.csv").write_text("item_id,title,genres\n" + "".join(
+        f"{item},{title},{'Racing' if 'Kart' in title else 'Shooter' if 'Halo' in title else 'Sports'}\n"
+        for item, title in TITLES.items()))
+    config_path = root / "exp.yaml"
+    config_path.write_text(textwrap.dedent(f"""
+        name: features
+        output_dir: {root / 'runs'}
+        data:
+          dataset: csv
+          path: {root / 'log.csv'}
+          k_core: 0
+          num_shards: 2
+          columns: {{items_path: {root / 'items.csv'}, genres: genres}}
+        features:
+          semantic_ids: {{num_levels: 2, codebook_size: 3, latent_dim: 4, hidden_dims: [16], epochs: 5}}
+    """))
+    config = load_experiment(config_path)
+    dataset = PreparedDataset.open(run_ingestion(config.data, root / "runs", seed=0))
+    return config, dataset
+
+
+def test_item_texts_compose_metadata():
+    assert item_texts("Halo 3", ["Shooter", "Xbox"], "Finish the fight.") == {
+        "title": "Halo 3", "metadata": "Halo 3. Genres: Shooter, Xbox. Finish the fight."}
+    assert item_texts("Halo 3", [], "") == {"title": "Halo 3", "metadata": "Halo 3"}
+
+
+def test_user_vector_is_normalised_mean_of_training_items(prepared):
+    _, dataset = prepared
+    vectors = np.eye(dataset.num_items, 4, dtype=np.float32)
+    users = user_history_vectors(dataset, vectors)
+    train = dataset.split_items("train")
+    expected = vectors[train.row(0)].mean(axis=0)
+    np.testing.assert_allclose(users[0], expected / np.linalg.norm(expected), rtol=1e-6)
+
+
+def test_features_job_writes_vectors_ids_and_manifest(prepared):
+    config, dataset = prepared
+    root = run_features(config.features, dataset, seed=0)
+    features = SemanticFeatures.open(root)
+    encoder = build_encoder(config.features.encoder)
+    titles = dataset.item_table().titles
+    # Vectors equal the encoder's own output for the same texts (RunInference changes nothing).
+    np.testing.assert_allclose(features.item_vectors["title"], encoder.encode(titles), atol=1e-5)
+    assert features.item_semantic_ids.shape == (dataset.num_items, 2)
+    assert features.item_semantic_ids.max() < 3
+    assert features.user_semantic_ids.shape == (dataset.num_users, 2)
+    assert not features.has_motivation.any()  # llm.backend is none
+    similarity = features.item_vectors["metadata"] @ features.item_vectors["metadata"].T
+    index = {title: position for position, title in enumerate(titles)}
+    # The two Halo games are closer to each other than to a FIFA game.
+    assert similarity[index["Halo 3"], index["Halo: Reach"]] > similarity[index["Halo 3"], index["FIFA 19"]]
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["encoder"].startswith("all-MiniLM-L6-v2@")
+    assert set(manifest["item_semantic_ids"]) >= {"collision_rate", "usage_per_level", "reconstruction_mse"}
+    assert run_features(config.features, dataset, seed=0) == root  # complete: reused
+    assert not list(root.parent.glob("*.partial-*"))
