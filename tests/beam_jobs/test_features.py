@@ -82,3 +82,42 @@ def test_features_job_writes_vectors_ids_and_manifest(prepared):
     assert set(manifest["item_semantic_ids"]) >= {"collision_rate", "usage_per_level", "reconstruction_mse"}
     assert run_features(config.features, dataset, seed=0) == root  # complete: reused
     assert not list(root.parent.glob("*.partial-*"))
+
+
+def test_llm_backend_adds_motivations_and_shared_interests(prepared, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from tests.llm.fake_openai import FakeOpenAIServer, chat_reply
+
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+    def responder(request):
+        text = request.user_text
+        if "Halo" in text and "history" not in text.lower():
+            return chat_reply('["a story-driven shooter", "split-screen co-op with friends"]')
+        return chat_reply('["racing with friends", "sci-fi shooters"]')
+
+    config, dataset = prepared
+    server = FakeOpenAIServer(responder).start()
+    try:
+        endpoint = replace(config.features.llm.endpoint, base_url=server.base_url, model="fake-llm", timeout_s=5.0,
+                           backoff_s=0.0)
+        llm = replace(config.features.llm, backend="openai", endpoint=endpoint, cache_dir=str(tmp_path / "cache"),
+                      max_interests=3)
+        features_config = replace(config.features, llm=llm)
+        root = run_features(features_config, dataset, seed=0)
+        requests_first_run = len(server.requests)
+    finally:
+        server.stop()
+    features = SemanticFeatures.open(root)
+    assert features.has_motivation.all()  # every item got motivations, encoded into its own vector
+    assert not np.allclose(features.item_vectors["motivation"], features.item_vectors["metadata"])
+    manifest = json.loads((root / "manifest.json").read_text())
+    interests = manifest["llm"]["interests"]
+    # Only typical users (AP exemplars) were sent to the LLM; everyone shares an exemplar's interests.
+    assert 1 <= interests["typical_users"] <= dataset.num_users
+    assert (features.user_num_interests == 2).all()
+    assert requests_first_run == dataset.num_items + interests["typical_users"]
+    np.testing.assert_allclose(np.linalg.norm(features.user_interests[:, :2], axis=-1), 1.0, rtol=1e-5)
