@@ -132,7 +132,8 @@ def _vector_record(element, num_shards: int):
 
 def _encode_items(pipeline_args, dataset: PreparedDataset, features: FeaturesConfig, partial: Path,
                   motivations: Dict[int, str], num_shards: int) -> None:
-    handler = KeyedModelHandler(TextEncoderHandler(features.encoder, features.encoder.batch_size * 16))
+    # Large RunInference batches let the encoder sort texts by length and pad little.
+    handler = KeyedModelHandler(TextEncoderHandler(features.encoder, features.encoder.batch_size * 64))
     with beam.Pipeline(options=_pipeline_options(pipeline_args)) as pipeline:
         records = (pipeline | "ReadItems" >> beam.io.ReadFromTFRecord(str(dataset.root / spec.ITEMS_DIR / "*.tfrecord"))
                    | "ParseItems" >> beam.Map(_parse_item)
@@ -257,7 +258,7 @@ class _AssignItemCodes(beam.DoFn):
 def _user_example(index: int, history_vector, interests, count, code) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature={
         spec.USER_INDEX: _int_feature([index]), fspec.HISTORY_VECTOR: _float_feature(history_vector),
-        fspec.INTERESTS: _float_feature(interests), fspec.NUM_INTERESTS: _int_feature([count]),
+        fspec.INTERESTS: _float_feature(interests[:count]), fspec.NUM_INTERESTS: _int_feature([count]),
         fspec.SEMANTIC_ID: _int_feature(code)})).SerializeToString()
 
 

@@ -1,4 +1,4 @@
-"""The features Beam job's encoding throughput against the raw batched encoder, on MovieLens-100K.
+"""The features Beam job's encoding throughput against the raw batched encoder, on Amazon Games.
 
 Run with `make bench`. Both encode the same texts (each item's title and title + metadata) with
 the same MiniLM encoder; the Beam side adds reading the item TFRecords, RunInference batching
@@ -21,7 +21,7 @@ from tfrs_llmrec.encoders import build_encoder  # noqa: E402
 @pytest.mark.slow
 def test_beam_encoding_keeps_up_with_the_raw_encoder(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    dataset = PreparedDataset.open(run_ingestion(DataConfig(dataset="ml-100k"), root, seed=0))
+    dataset = PreparedDataset.open(run_ingestion(DataConfig(dataset="amazon-games", k_core=0), root, seed=0))
     features = FeaturesConfig()
     table = dataset.item_table()
     texts = [text for title, genres, description in zip(table.titles, table.genres, table.descriptions)

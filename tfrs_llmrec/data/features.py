@@ -38,9 +38,8 @@ class SemanticFeatures:
         max_interests = manifest["llm"]["max_interests"]
         items = _read_all(root / fspec.ITEMS_SUBDIR, fspec.item_features(dimension, manifest["item_sid_levels"]),
                           spec.ITEM_INDEX, num_items)
-        users = _read_all(root / fspec.USERS_SUBDIR,
-                          fspec.user_features(dimension, manifest["user_sid_levels"], max_interests),
-                          spec.USER_INDEX, num_users)
+        users = _read_all(root / fspec.USERS_SUBDIR, fspec.user_features(dimension, manifest["user_sid_levels"]),
+                          spec.USER_INDEX, num_users, padded={fspec.INTERESTS: max_interests * dimension})
         return cls(
             root=root, manifest=manifest,
             item_vectors={source: items[name] for source, name in fspec.SEMANTIC_SOURCES.items()},
@@ -52,7 +51,11 @@ class SemanticFeatures:
             user_semantic_ids=users[fspec.SEMANTIC_ID])
 
 
-def _read_all(directory: Path, features: dict, index_key: str, expected: int) -> Dict[str, np.ndarray]:
+def _read_all(directory: Path, features: dict, index_key: str, expected: int,
+              padded: Dict[str, int] = None) -> Dict[str, np.ndarray]:
+    """Every row of the shards, sorted by `index_key`; variable-length features are zero-padded
+    to the width given in `padded`."""
+    padded = padded or {}
     files = sorted(str(path) for path in directory.glob("*.tfrecord"))
     if not files:
         raise DataError(directory, "no TFRecord shards")
@@ -62,7 +65,11 @@ def _read_all(directory: Path, features: dict, index_key: str, expected: int) ->
             for batch in tf.data.TFRecordDataset(path).batch(4096).map(
                     lambda serialized: tf.io.parse_example(serialized, features)):
                 for name in features:
-                    columns[name].append(batch[name].numpy())
+                    value = batch[name]
+                    if isinstance(value, tf.SparseTensor):
+                        value = tf.sparse.to_dense(tf.sparse.reset_shape(
+                            value, [value.dense_shape[0], padded[name]]))
+                    columns[name].append(value.numpy())
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
             raise DataError(path, f"corrupt feature shard ({error.message.splitlines()[0]})") from None
     merged = {name: np.concatenate(parts) for name, parts in columns.items()}

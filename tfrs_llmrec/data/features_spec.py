@@ -52,12 +52,12 @@ def item_features(dimension: int, sid_levels: int) -> Dict[str, tf.io.FixedLenFe
     }
 
 
-def user_features(dimension: int, sid_levels: int, max_interests: int) -> Dict[str, tf.io.FixedLenFeature]:
+def user_features(dimension: int, sid_levels: int) -> Dict[str, object]:
     return {
         USER_INDEX: tf.io.FixedLenFeature([], tf.int64),
         HISTORY_VECTOR: tf.io.FixedLenFeature([dimension], tf.float32),
-        # max_interests x dimension, row-major, zero rows past num_interests.
-        INTERESTS: tf.io.FixedLenFeature([max_interests * dimension], tf.float32),
+        # num_interests x dimension, row-major (at most max_interests rows; none without an LLM).
+        INTERESTS: tf.io.VarLenFeature(tf.float32),
         NUM_INTERESTS: tf.io.FixedLenFeature([], tf.int64),
         SEMANTIC_ID: tf.io.FixedLenFeature([sid_levels], tf.int64),
     }
