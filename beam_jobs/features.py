@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference  # noqa: E402
 
-from beam_jobs.ingest import OWNER_FILE, PARTIAL_MARKER, _pipeline_options, _remove_stale_partials, _write_shards  # noqa: E402
+from beam_jobs.ingest import OWNER_FILE, PARTIAL_MARKER, pipeline_options, remove_stale_partials, write_shards  # noqa: E402
 from tfrs_llmrec.config import config_hash, to_dict  # noqa: E402
 from tfrs_llmrec.config.schema import EncoderConfig, FeaturesConfig  # noqa: E402
 from tfrs_llmrec.data import PreparedDataset  # noqa: E402
@@ -75,7 +75,7 @@ class TextEncoderHandler(ModelHandler):
         return build_encoder(self._config)
 
     def run_inference(self, batch, model, inference_args=None) -> Iterable[PredictionResult]:
-        vectors = model.encode(list(batch), progress=False) if _takes_progress(model) else model.encode(list(batch))
+        vectors = model.encode(list(batch))
         return [PredictionResult(text, vector) for text, vector in zip(batch, vectors)]
 
     def batch_elements_kwargs(self):
@@ -83,12 +83,6 @@ class TextEncoderHandler(ModelHandler):
 
     def get_metrics_namespace(self) -> str:
         return "tfrs_llmrec_text_encoder"
-
-
-def _takes_progress(model) -> bool:
-    import inspect
-
-    return "progress" in inspect.signature(model.encode).parameters
 
 
 def _parse_item(serialized: bytes) -> Tuple[int, Dict[str, str]]:
@@ -134,13 +128,13 @@ def _encode_items(pipeline_args, dataset: PreparedDataset, features: FeaturesCon
                   motivations: Dict[int, str], num_shards: int) -> None:
     # Large RunInference batches let the encoder sort texts by length and pad little.
     handler = KeyedModelHandler(TextEncoderHandler(features.encoder, features.encoder.batch_size * 64))
-    with beam.Pipeline(options=_pipeline_options(pipeline_args)) as pipeline:
+    with beam.Pipeline(options=pipeline_options(pipeline_args)) as pipeline:
         records = (pipeline | "ReadItems" >> beam.io.ReadFromTFRecord(str(dataset.root / spec.ITEMS_DIR / "*.tfrecord"))
                    | "ParseItems" >> beam.Map(_parse_item)
                    | "Texts" >> beam.FlatMap(_keyed_texts, motivations)
                    | "Encode" >> RunInference(handler)
                    | "ToRecords" >> beam.Map(_vector_record, num_shards))
-        _write_shards(pipeline, "Vectors", records, str(partial), VECTORS_DIR, "vectors", num_shards)
+        write_shards(pipeline, "Vectors", records, str(partial), VECTORS_DIR, "vectors", num_shards)
 
 
 def _read_vectors(partial: Path, num_items: int) -> Dict[str, np.ndarray]:
@@ -280,7 +274,7 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
         log.info("reusing the semantic features %s", target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(target)
+    remove_stale_partials(target)
     partial = target.with_name(f"{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex[:12]}")
     partial.mkdir()
     (partial / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "started": time.time()}), encoding="utf-8")
@@ -319,17 +313,17 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
                      vectors[MOTIVATION][index] if MOTIVATION in vectors and index in motivations else None,
                      hashes[index])) for index in range(dataset.num_items)]
     phase = time.perf_counter()
-    with beam.Pipeline(options=_pipeline_options(pipeline_args)) as pipeline:
+    with beam.Pipeline(options=pipeline_options(pipeline_args)) as pipeline:
         items = (pipeline | "Items" >> beam.Create(rows, reshuffle=False)
                  | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
                  | "AssignCodes" >> beam.ParDo(_AssignItemCodes(str(partial / "rqvae_items"), unique_level, num_shards)))
-        _write_shards(pipeline, "ItemFeatures", items, str(partial), fspec.ITEMS_SUBDIR, "items", num_shards)
+        write_shards(pipeline, "ItemFeatures", items, str(partial), fspec.ITEMS_SUBDIR, "items", num_shards)
         user_codes = user_sids.codes
         user_rows = [(index % num_shards, (index, _user_example(index, users[index], interests[index],
                                                                  interest_counts[index], user_codes[index])))
                      for index in range(len(users))]
         user_records = pipeline | "Users" >> beam.Create(user_rows, reshuffle=False)
-        _write_shards(pipeline, "UserFeatures", user_records, str(partial), fspec.USERS_SUBDIR, "users", num_shards)
+        write_shards(pipeline, "UserFeatures", user_records, str(partial), fspec.USERS_SUBDIR, "users", num_shards)
     timings["write"] = time.perf_counter() - phase
 
     tf.io.gfile.rmtree(str(partial / VECTORS_DIR))

@@ -407,7 +407,7 @@ class _WriteJson(beam.DoFn):
 # ---------------------------------------------------------------- the pipeline
 
 
-def _write_shards(pipeline, label: str, keyed, root: str, directory: str, prefix: str, num_shards: int):
+def write_shards(pipeline, label: str, keyed, root: str, directory: str, prefix: str, num_shards: int):
     # Markers make every shard exist, even an empty one, so the shard count is always num_shards.
     markers = pipeline | f"{label}ShardMarkers" >> beam.Create([(shard, None) for shard in range(num_shards)])
     return ((keyed, markers) | f"{label}WithMarkers" >> beam.Flatten()
@@ -485,11 +485,11 @@ def build_pipeline(pipeline, adapter: SourceAdapter, config: DataConfig, root: s
              .with_output_types(Tuple[int, Any]).with_outputs(_BuildItemExamples.WITHOUT_TEXT, main="examples"))
     without_text = items[_BuildItemExamples.WITHOUT_TEXT] | "CountWithoutText" >> beam.CombineGlobally(sum)
 
-    written = [_write_shards(pipeline, split.capitalize(), examples[split], root, spec.split_dir(split),
+    written = [write_shards(pipeline, split.capitalize(), examples[split], root, spec.split_dir(split),
                              spec.INTERACTIONS_PREFIX, num_shards) for split in spec.SPLITS]
-    written.append(_write_shards(pipeline, "Items", items.examples, root, spec.ITEMS_DIR, spec.ITEMS_PREFIX,
+    written.append(write_shards(pipeline, "Items", items.examples, root, spec.ITEMS_DIR, spec.ITEMS_PREFIX,
                                  num_shards))
-    written.append(_write_shards(pipeline, "Users", examples[_BuildExamples.USERS], root, spec.USERS_DIR,
+    written.append(write_shards(pipeline, "Users", examples[_BuildExamples.USERS], root, spec.USERS_DIR,
                                  spec.USERS_PREFIX, num_shards))
     shard_files = tuple(written) | "AllShards" >> beam.Flatten()
 
@@ -511,7 +511,7 @@ def build_pipeline(pipeline, adapter: SourceAdapter, config: DataConfig, root: s
 # ---------------------------------------------------------------- the driver
 
 
-def _pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
+def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
     options = PipelineOptions(list(pipeline_args))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
@@ -549,7 +549,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_partials(target: Path) -> None:
+def remove_stale_partials(target: Path) -> None:
     """Removes partial builds of `target` whose process is gone (killed runs)."""
     for partial in sorted(target.parent.glob(f"{target.name}{PARTIAL_MARKER}*")):
         owner_path = partial / OWNER_FILE
@@ -683,7 +683,7 @@ def run_ingestion(data_config: DataConfig, output_dir: Path, seed: int, pipeline
         log.info("reusing the prepared dataset %s", target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(target)
+    remove_stale_partials(target)
 
     adapter = adapter_for(data_config)
     log.info("checking %s input files", data_config.dataset)
@@ -698,7 +698,7 @@ def run_ingestion(data_config: DataConfig, output_dir: Path, seed: int, pipeline
     try:
         (partial / OWNER_FILE).write_text(json.dumps(
             {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}), encoding="utf-8")
-        options = _pipeline_options(pipeline_args)
+        options = pipeline_options(pipeline_args)
         log.info("running the ingestion pipeline (runner %s) into %s", options.view_as(StandardOptions).runner,
                  partial)
         try:

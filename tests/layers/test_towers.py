@@ -40,3 +40,14 @@ def test_query_tower_uses_user_id_when_enabled():
     outputs = query({USER_INDEX: tf.constant([0, 1], tf.int64), HISTORY: history}).numpy()
     assert not np.allclose(outputs[0], outputs[1])
     assert np.linalg.norm(outputs, axis=1) == pytest.approx([1.0, 1.0], rel=1e-5)
+
+
+def test_seeded_mlp_ignores_the_global_random_state():
+    tf.random.set_seed(1)
+    first = MLP([4], 2, seed=7)
+    first(tf.zeros([1, 3]))
+    tf.random.set_seed(2)
+    second = MLP([4], 2, seed=7)
+    second(tf.zeros([1, 3]))
+    for a, b in zip(first.weights, second.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -1,18 +1,28 @@
 """A stack of ReLU Dense layers ending in a linear projection."""
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
 
 class MLP(tf.keras.layers.Layer):
-    def __init__(self, hidden_dims: Sequence[int], output_dim: int, activation: str = "relu", **kwargs):
+    """With `seed`, every kernel comes from a seeded Glorot initialiser (layer i uses seed + i), so
+    the stack's initial weights do not depend on the global random state."""
+
+    def __init__(self, hidden_dims: Sequence[int], output_dim: int, activation: str = "relu",
+                 seed: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_dims = list(hidden_dims)
-        self.output_dim = output_dim
+        self.hidden_dims = [int(units) for units in hidden_dims]
+        self.output_dim = int(output_dim)
         self.activation = activation
-        self._layers = [tf.keras.layers.Dense(units, activation=activation) for units in self.hidden_dims]
-        self._layers.append(tf.keras.layers.Dense(output_dim))
+        self.seed = seed
+        sizes = self.hidden_dims + [self.output_dim]
+        self._layers = [
+            tf.keras.layers.Dense(
+                units, activation=activation if index < len(self.hidden_dims) else None,
+                kernel_initializer=("glorot_uniform" if seed is None
+                                    else tf.keras.initializers.GlorotUniform(seed=seed + index)))
+            for index, units in enumerate(sizes)]
 
     def call(self, inputs):
         outputs = inputs
@@ -22,4 +32,4 @@ class MLP(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "hidden_dims": self.hidden_dims, "output_dim": self.output_dim,
-                "activation": self.activation}
+                "activation": self.activation, "seed": self.seed}

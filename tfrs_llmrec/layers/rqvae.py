@@ -31,6 +31,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfrs_llmrec.layers.mlp import MLP
+
 
 def _squared_distances(points: np.ndarray, centres: np.ndarray, point_norms: Optional[np.ndarray] = None):
     """[n, k] squared L2 distances, clipped at zero against rounding."""
@@ -215,31 +217,6 @@ class ResidualQuantizer(tf.keras.layers.Layer):
                 "seed": self.seed}
 
 
-class DenseStack(tf.keras.layers.Layer):
-    """ReLU Dense layers then a linear output layer, every kernel from a seeded Glorot initialiser."""
-
-    def __init__(self, hidden_dims: Sequence[int], output_dim: int, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_dims = [int(units) for units in hidden_dims]
-        self.output_dim = int(output_dim)
-        self.seed = int(seed)
-        sizes = self.hidden_dims + [self.output_dim]
-        self._layers = [
-            tf.keras.layers.Dense(units, activation="relu" if index < len(self.hidden_dims) else None,
-                                  kernel_initializer=tf.keras.initializers.GlorotUniform(seed=self.seed + index))
-            for index, units in enumerate(sizes)]
-
-    def call(self, inputs):
-        outputs = inputs
-        for layer in self._layers:
-            outputs = layer(outputs)
-        return outputs
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_dims": self.hidden_dims, "output_dim": self.output_dim,
-                "seed": self.seed}
-
-
 class RQVAE(tf.keras.Model):
     """Encoder -> ResidualQuantizer -> decoder, trained by its own `train_step` under `fit`."""
 
@@ -251,10 +228,10 @@ class RQVAE(tf.keras.Model):
         self.latent_dim = int(latent_dim)
         self.hidden_dims = [int(units) for units in hidden_dims]
         self.seed = int(seed)
-        self.encoder = DenseStack(self.hidden_dims, self.latent_dim, seed=self.seed, name="encoder")
+        self.encoder = MLP(self.hidden_dims, self.latent_dim, seed=self.seed, name="encoder")
         self.quantizer = ResidualQuantizer(num_levels, codebook_size, commitment_weight, reservoir_size,
                                            seed=self.seed + 1000, name="quantizer")
-        self.decoder = DenseStack(self.hidden_dims[::-1], self.input_dim, seed=self.seed + 2000, name="decoder")
+        self.decoder = MLP(self.hidden_dims[::-1], self.input_dim, seed=self.seed + 2000, name="decoder")
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = tf.keras.metrics.Mean(name="reconstruction")
         self.quantization_tracker = tf.keras.metrics.Mean(name="quantization")
