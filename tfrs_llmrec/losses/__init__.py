@@ -1,5 +1,9 @@
 """Losses, one file each."""
 
+from tfrs_llmrec.losses.bpr import bpr_loss, l2_regularization
+from tfrs_llmrec.losses.cosine_alignment import cosine_alignment_loss, mean_cosine
+from tfrs_llmrec.losses.info_nce import info_nce_loss
 from tfrs_llmrec.losses.sampled_softmax import sampled_softmax_loss
 
-__all__ = ["sampled_softmax_loss"]
+__all__ = ["bpr_loss", "cosine_alignment_loss", "info_nce_loss", "l2_regularization", "mean_cosine",
+           "sampled_softmax_loss"]
