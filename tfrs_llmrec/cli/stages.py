@@ -25,7 +25,7 @@ from tfrs_llmrec.config import ExperimentConfig, config_hash, to_dict
 from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets
 from tfrs_llmrec.evaluation.evaluator import evaluate_retrieval
 from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
-from tfrs_llmrec.models import TwoTowerModel, build_retrieval_model, is_trainable
+from tfrs_llmrec.models import build_retrieval_model, is_trainable
 from tfrs_llmrec.serving import (IndexSettings, build_index, check_in_fresh_process, save_index_model,
                                  save_query_model, top_k_recall)
 from tfrs_llmrec.serving.export import write_export_manifest
@@ -71,13 +71,14 @@ def _model_names(config: ExperimentConfig) -> List[str]:
 
 def _build(config: ExperimentConfig, dataset: PreparedDataset, name: str):
     stats = dataset.stats
-    return build_retrieval_model(name, config.model, stats["num_users"], stats["item_train_counts"])
+    train = dataset.split_items("train")
+    train_users = np.repeat(np.arange(len(train), dtype=np.int64), train.lengths())
+    return build_retrieval_model(name, config.model, stats["num_users"], stats["item_train_counts"],
+                                 train_pairs=(train_users, train.indices.astype(np.int64)))
 
 
 def _query_function(model, histories: np.ndarray):
-    if isinstance(model, TwoTowerModel):
-        return lambda users: model.query_embeddings(users, histories[users])
-    return model.query_embeddings
+    return lambda users: model.query_embeddings(users, histories[users])
 
 
 def _evaluate(config: ExperimentConfig, dataset: PreparedDataset, model, split: str, max_users=None,
@@ -211,8 +212,9 @@ def run_evaluate(config: ExperimentConfig, run_dir: Path, options=None) -> None:
 
 
 def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
-    if not config.export.enabled or not is_trainable(config.model.name):
-        log.info("export skipped (%s)", "disabled" if not config.export.enabled else "nothing to export for pop")
+    if not config.export.enabled or config.model.name != "two_tower":
+        log.info("export skipped (%s)", "disabled" if not config.export.enabled
+                 else f"serving export is built for the two-tower, not {config.model.name}")
         return
     started = time.perf_counter()
     dataset = prepared_dataset(config)

@@ -96,7 +96,7 @@ class TowerConfig:
 
 @dataclass
 class ModelConfig:
-    name: Literal["pop", "two_tower"] = "two_tower"
+    name: Literal["pop", "two_tower", "mf_bpr", "lightgcn"] = "two_tower"
     tower: TowerConfig = field(default_factory=TowerConfig)
     temperature: float = _bounded(0.05, low=1e-6)
     # Extra negatives per batch drawn from the whole catalogue, on top of in-batch negatives.
@@ -105,6 +105,9 @@ class ModelConfig:
     # Subtract log(expected occurrences in the candidate set) so popular items are not over-penalised.
     logq_correction: bool = True
     remove_accidental_hits: bool = True
+    # mf_bpr and lightgcn: L2 on the batch's embeddings; lightgcn: propagation layers.
+    l2_weight: float = _bounded(1e-4, low=0.0)
+    lightgcn_layers: int = _bounded(3, low=0)
 
 
 @dataclass

@@ -22,5 +22,5 @@ class PopularityModel:
     def item_embeddings(self) -> np.ndarray:
         return self._item_scores
 
-    def query_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
+    def query_embeddings(self, user_indices: np.ndarray, histories=None) -> np.ndarray:
         return np.ones((len(user_indices), 1), dtype=np.float32)

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrs_llmrec.config.schema import ModelConfig, TowerConfig
+from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX
+from tfrs_llmrec.models import LightGCNModel, MatrixFactorizationModel, build_retrieval_model
+
+NUM_USERS, NUM_ITEMS = 8, 16
+
+
+def pairs():
+    # User u consumes items 2u and 2u + 1.
+    users = np.repeat(np.arange(NUM_USERS), 2)
+    items = np.stack([2 * np.arange(NUM_USERS), 2 * np.arange(NUM_USERS) + 1], axis=1).ravel()
+    return users.astype(np.int64), items.astype(np.int64)
+
+
+def dataset():
+    users, items = pairs()
+    users, items = np.tile(users, 16), np.tile(items, 16)
+    return tf.data.Dataset.from_tensor_slices(
+        {USER_INDEX: users, ITEM_INDEX: items, HISTORY: np.full((len(users), 2), PAD_ITEM)}).shuffle(256, seed=0).batch(32)
+
+
+def top2(model):
+    scores = model.query_embeddings(np.arange(NUM_USERS)) @ model.item_embeddings().T
+    return np.sort(np.argsort(-scores, axis=1)[:, :2], axis=1)
+
+
+@pytest.mark.parametrize("name", ["mf_bpr", "lightgcn"])
+def test_bpr_models_learn_each_users_items(name):
+    tf.keras.utils.set_random_seed(0)
+    config = ModelConfig(tower=TowerConfig(dim=8), l2_weight=0.0, lightgcn_layers=1)
+    model = build_retrieval_model(name, config, NUM_USERS, np.full(NUM_ITEMS, 2), train_pairs=pairs())
+    model.compile(tf.keras.optimizers.Adam(0.05))
+    losses = model.fit(dataset(), epochs=15, verbose=0).history["loss"]
+    assert losses[-1] < 0.5 * losses[0]
+    np.testing.assert_array_equal(top2(model), np.stack([2 * np.arange(NUM_USERS), 2 * np.arange(NUM_USERS) + 1], 1))
+
+
+def test_lightgcn_with_zero_layers_scores_like_its_raw_embeddings():
+    config = ModelConfig(tower=TowerConfig(dim=4), lightgcn_layers=0)
+    model = LightGCNModel(NUM_USERS, NUM_ITEMS, *pairs(), config)
+    raw = model.embeddings.numpy()
+    np.testing.assert_allclose(model.item_embeddings(), raw[NUM_USERS:], rtol=1e-6)
+    np.testing.assert_allclose(model.query_embeddings(np.array([3])), raw[3:4], rtol=1e-6)
+
+
+def test_lightgcn_needs_the_training_graph():
+    with pytest.raises(ValueError, match="train_pairs"):
+        build_retrieval_model("lightgcn", ModelConfig(), NUM_USERS, np.ones(NUM_ITEMS))
+
+
+def test_mf_query_and_item_tables_have_the_configured_width():
+    model = MatrixFactorizationModel(NUM_USERS, NUM_ITEMS, ModelConfig(tower=TowerConfig(dim=5)))
+    assert model.item_embeddings().shape == (NUM_ITEMS, 5)
+    assert model.query_embeddings(np.array([0, 7])).shape == (2, 5)

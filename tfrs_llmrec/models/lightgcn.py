@@ -1,0 +1,46 @@
+"""LightGCN with ID embeddings: embeddings propagated over the normalised user-item graph, BPR loss."""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrs_llmrec.config.schema import ModelConfig
+from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX
+from tfrs_llmrec.layers.lightgcn import LightGCNPropagation, normalized_adjacency, split_user_item
+from tfrs_llmrec.losses import bpr_loss, l2_regularization
+
+
+class LightGCNModel(tfrs.Model):
+    """`train_users`/`train_items` are the training interactions that define the graph."""
+
+    def __init__(self, num_users: int, num_items: int, train_users: np.ndarray, train_items: np.ndarray,
+                 config: ModelConfig):
+        super().__init__()
+        self.num_users, self.num_items = num_users, num_items
+        self.adjacency = normalized_adjacency(num_users, num_items, train_users, train_items)
+        self.embeddings = self.add_weight(
+            name="node_embeddings", shape=(num_users + num_items, config.tower.dim),
+            initializer=tf.keras.initializers.RandomNormal(stddev=0.1))
+        self.propagation = LightGCNPropagation(config.lightgcn_layers)
+        self.l2_weight = config.l2_weight
+
+    def propagated(self):
+        return split_user_item(self.propagation(self.embeddings, self.adjacency), self.num_users)
+
+    def compute_loss(self, features, training: bool = False) -> tf.Tensor:
+        users, items = self.propagated()
+        user_ids, positive_ids = features[USER_INDEX], features[ITEM_INDEX]
+        negative_ids = tf.random.uniform(tf.shape(positive_ids), 0, self.num_items, dtype=tf.int64)
+        user, positive, negative = (tf.gather(users, user_ids), tf.gather(items, positive_ids),
+                                    tf.gather(items, negative_ids))
+        loss = bpr_loss(tf.reduce_sum(user * positive, -1), tf.reduce_sum(user * negative, -1))
+        # As in LightGCN, regularise the layer-0 embeddings of the batch's nodes.
+        initial = [tf.gather(self.embeddings, user_ids), tf.gather(self.embeddings, self.num_users + positive_ids),
+                   tf.gather(self.embeddings, self.num_users + negative_ids)]
+        return loss + l2_regularization(*initial, weight=self.l2_weight)
+
+    def item_embeddings(self) -> np.ndarray:
+        return self.propagated()[1].numpy()
+
+    def query_embeddings(self, user_indices: np.ndarray, histories=None) -> np.ndarray:
+        return tf.gather(self.propagated()[0], user_indices).numpy()

@@ -1,0 +1,33 @@
+"""Matrix factorisation trained with BPR: one sampled negative item per (user, positive) pair."""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrs_llmrec.config.schema import ModelConfig
+from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX
+from tfrs_llmrec.losses import bpr_loss, l2_regularization
+
+
+class MatrixFactorizationModel(tfrs.Model):
+    def __init__(self, num_users: int, num_items: int, config: ModelConfig):
+        super().__init__()
+        self.num_items = num_items
+        initializer = tf.keras.initializers.RandomNormal(stddev=0.1)
+        self.user_embedding = tf.keras.layers.Embedding(num_users, config.tower.dim, embeddings_initializer=initializer)
+        self.item_embedding = tf.keras.layers.Embedding(num_items, config.tower.dim, embeddings_initializer=initializer)
+        self.l2_weight = config.l2_weight
+
+    def compute_loss(self, features, training: bool = False) -> tf.Tensor:
+        users = self.user_embedding(features[USER_INDEX])
+        positives = self.item_embedding(features[ITEM_INDEX])
+        sampled = tf.random.uniform(tf.shape(features[ITEM_INDEX]), 0, self.num_items, dtype=tf.int64)
+        negatives = self.item_embedding(sampled)
+        loss = bpr_loss(tf.reduce_sum(users * positives, -1), tf.reduce_sum(users * negatives, -1))
+        return loss + l2_regularization(users, positives, negatives, weight=self.l2_weight)
+
+    def item_embeddings(self) -> np.ndarray:
+        return self.item_embedding(tf.range(self.num_items, dtype=tf.int64)).numpy()
+
+    def query_embeddings(self, user_indices: np.ndarray, histories=None) -> np.ndarray:
+        return self.user_embedding(tf.constant(user_indices, tf.int64)).numpy()
