@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from tfrs_llmrec.evaluation import report
+from tfrs_llmrec import atomic_files
 from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
 
 SUMMARY = {
@@ -85,7 +85,7 @@ def test_html_report_failure_leaves_no_partial_file(tmp_path, monkeypatch):
     def failing_replace(source, destination):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic_files.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write_html_report(path, "t", _runs(), {})
     assert os.listdir(tmp_path) == ["report.html"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -21,6 +20,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfrs_llmrec.atomic_files import write_json_atomically
 from tfrs_llmrec.config import ExperimentConfig, config_hash, to_dict
 from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets
 from tfrs_llmrec.evaluation.evaluator import evaluate_retrieval
@@ -28,7 +28,6 @@ from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
 from tfrs_llmrec.models import build_retrieval_model, is_trainable
 from tfrs_llmrec.serving import (IndexSettings, build_index, check_in_fresh_process, save_index_model,
                                  save_query_model, top_k_recall)
-from tfrs_llmrec.serving.export import write_export_manifest
 from tfrs_llmrec.training import fit_with_validation, make_optimizer, set_global_determinism
 
 log = logging.getLogger("llmrec.stages")
@@ -43,18 +42,12 @@ class StageError(RuntimeError):
     """A stage cannot run because an earlier stage's output is missing or inconsistent."""
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=float), encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def _record_time(run_dir: Path, stage: str, seconds: float) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / TIMINGS_FILE
     timings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     timings[stage] = round(seconds, 2)
-    _write_json(path, timings)
+    write_json_atomically(path, timings)
 
 
 def prepared_dataset(config: ExperimentConfig, beam_options: Sequence[str] = ()) -> PreparedDataset:
@@ -167,7 +160,7 @@ def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     dataset = prepared_dataset(config)
     if not is_trainable(config.model.name):
         log.info("model %s has nothing to train", config.model.name)
-        _write_json(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, "history": {}, "epochs_completed": 0})
+        write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, "history": {}, "epochs_completed": 0})
         return
     set_global_determinism(config.seed)
     model = _build(config, dataset, config.model.name)
@@ -188,7 +181,7 @@ def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     except tf.errors.DataLossError as error:
         # tf.data does not say which shard is corrupt; the dataset finds and names it.
         raise dataset.explain_data_loss(error, "train") from None
-    _write_json(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, **result.__dict__})
+    write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, **result.__dict__})
     log.info("trained %s: %d epochs, best %s %.4f at epoch %d (%.1fs)", config.model.name,
              result.epochs_completed, monitor, result.best_value, result.best_epoch, result.seconds)
     _record_time(run_dir, "train", time.perf_counter() - started)
@@ -250,7 +243,7 @@ def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         manifest["indexes"][kind] = entry
         print(f"export: {kind} index reloaded in a fresh process; recall@{found.shape[1]} against exact "
               f"brute force on {len(sample)} users: {recall:.4f}")
-    write_export_manifest(export_dir / "export.json", manifest)
+    write_json_atomically(export_dir / "export.json", manifest)
     _record_time(run_dir, "export", time.perf_counter() - started)
 
 

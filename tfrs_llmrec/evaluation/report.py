@@ -22,15 +22,15 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from tfrs_llmrec.atomic_files import json_ready, write_atomically, write_json_atomically
 
 SUMMARY_GROUPS = ("overall", "head_items", "tail_items", "active_users", "inactive_users")
 _COUNT_COLUMNS = ("num_users", "num_targets")
@@ -38,58 +38,15 @@ _COUNT_COLUMNS = ("num_users", "num_targets")
 
 def write_metrics_json(path, payload) -> Path:
     """Writes `payload` as indented JSON; NumPy values become Python ones, NaN/inf become null."""
-    path = Path(path)
-    ready = _json_ready(payload)
-    _write_atomically(path, lambda handle: json.dump(ready, handle, indent=2, allow_nan=False))
-    return path
+    return write_json_atomically(path, payload)
 
 
 def write_html_report(path, title: str, runs: Sequence[dict], dataset_stats: dict) -> Path:
     """One HTML page: metric tables per model, dataset stats, popularity and training plots."""
     path = Path(path)
     page = _render_page(title, list(runs), dataset_stats or {})
-    _write_atomically(path, lambda handle: handle.write(page))
+    write_atomically(path, lambda handle: handle.write(page))
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
-
-def _write_atomically(path: Path, write: Callable) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def _json_ready(value):
-    """Plain JSON types from NumPy scalars/arrays, tuples and non-finite floats (-> None).
-
-    Anything else is left for `json` to reject, so an unserialisable payload fails loudly.
-    """
-    if isinstance(value, dict):
-        return {(key if isinstance(key, str) else str(_json_ready(key))): _json_ready(item)
-                for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        return _json_ready(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,7 +83,7 @@ def _render_page(title: str, runs: List[dict], dataset_stats: dict) -> str:
         "<h2>Configurations</h2>",
     ]
     for run in runs:
-        config = json.dumps(_json_ready(run.get("config") or {}), indent=2, sort_keys=True, default=str)
+        config = json.dumps(json_ready(run.get("config") or {}), indent=2, sort_keys=True, default=str)
         parts.append(f"<details><summary>{_text(_model_name(run))}</summary><pre>{_text(config)}</pre></details>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -150,7 +107,7 @@ def _cell(value) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.4f}"
     if isinstance(value, (dict, list, tuple)):
-        return _text(json.dumps(_json_ready(value), default=str))
+        return _text(json.dumps(json_ready(value), default=str))
     return _text(value)
 
 

@@ -10,7 +10,6 @@ directory that looks like a complete SavedModel.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -139,8 +138,3 @@ def check_in_fresh_process(saved_model_dir: Path, inputs: Dict[str, np.ndarray],
         with np.load(outputs_path, allow_pickle=False) as outputs:
             return {name: outputs[name] for name in outputs.files}
 
-
-def write_export_manifest(path: Path, payload: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    temporary.replace(path)
