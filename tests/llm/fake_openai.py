@@ -101,6 +101,7 @@ class FakeOpenAIServer:
                     owner.requests.append(record)
                     owner.in_flight += 1
                     owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+                counted = True
                 try:
                     reply = owner.responder(record)
                     if reply.delay:
@@ -113,6 +114,11 @@ class FakeOpenAIServer:
                         payload = reply.body.encode("utf-8")
                     else:
                         payload = reply.body or b""
+                    # The client frees its slot only after reading this reply, so the request stops
+                    # counting as in flight before the reply is written, or the count would race.
+                    with owner._lock:
+                        owner.in_flight -= 1
+                    counted = False
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -126,8 +132,9 @@ class FakeOpenAIServer:
                 except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
                     pass
                 finally:
-                    with owner._lock:
-                        owner.in_flight -= 1
+                    if counted:
+                        with owner._lock:
+                            owner.in_flight -= 1
 
         self._httpd = _Server(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
