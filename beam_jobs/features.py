@@ -33,12 +33,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference  # noqa: E402
 
-from beam_jobs.ingest import OWNER_FILE, PARTIAL_MARKER, pipeline_options, remove_stale_partials, write_shards  # noqa: E402
+from beam_jobs.ingest import (OWNER_FILE, PARTIAL_MARKER, pipeline_options, publish,  # noqa: E402
+                               remove_stale_partials, write_shards)
 from tfrs_llmrec.config import config_hash, to_dict  # noqa: E402
 from tfrs_llmrec.config.schema import EncoderConfig, FeaturesConfig  # noqa: E402
 from tfrs_llmrec.data import PreparedDataset  # noqa: E402
 from tfrs_llmrec.data import features_spec as fspec  # noqa: E402
-from tfrs_llmrec.data import spec  # noqa: E402
+from tfrs_llmrec.data import records, spec  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +97,17 @@ def _parse_item(serialized: bytes) -> Tuple[int, Dict[str, str]]:
     return index, item_texts(title, genres, description)
 
 
-def _float_feature(values) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).ravel().tolist()))
+def _floats(values) -> tf.train.Feature:
+    return records.floats(np.asarray(values, np.float32).ravel().tolist())
 
 
-def _int_feature(values) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=np.asarray(values, np.int64).ravel().tolist()))
+def _int64s(values) -> tf.train.Feature:
+    return records.int64s(np.asarray(values, np.int64).ravel().tolist())
 
 
 def _vector_example(index: int, source: str, vector) -> bytes:
-    return tf.train.Example(features=tf.train.Features(feature={
-        "index": _int_feature([index]), "source": tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode()])),
-        "vector": _float_feature(vector)})).SerializeToString()
+    return records.serialize({"index": _int64s([index]), "source": records.strings([source]),
+                              "vector": _floats(vector)})
 
 
 def _keyed_texts(element, motivations: Dict[int, str]):
@@ -238,22 +238,22 @@ class _AssignItemCodes(beam.DoFn):
         for row, index, code in zip(batch, indices, codes):
             title, metadata, sid_vector, motivation, text_hash = row[1]
             code = list(code) + ([self._unique_level[int(index)]] if self._unique_level is not None else [])
-            example = tf.train.Example(features=tf.train.Features(feature={
-                spec.ITEM_INDEX: _int_feature([index]),
-                fspec.TITLE_VECTOR: _float_feature(title), fspec.METADATA_VECTOR: _float_feature(metadata),
-                fspec.MOTIVATION_VECTOR: _float_feature(motivation if motivation is not None else np.zeros_like(title)),
-                fspec.HAS_MOTIVATION: _int_feature([motivation is not None]),
-                fspec.SEMANTIC_ID: _int_feature(code),
-                fspec.TEXT_SHA256: tf.train.Feature(bytes_list=tf.train.BytesList(value=[text_hash.encode()])),
-            })).SerializeToString()
+            example = records.serialize({
+                spec.ITEM_INDEX: _int64s([index]),
+                fspec.TITLE_VECTOR: _floats(title), fspec.METADATA_VECTOR: _floats(metadata),
+                fspec.MOTIVATION_VECTOR: _floats(motivation if motivation is not None else np.zeros_like(title)),
+                fspec.HAS_MOTIVATION: _int64s([motivation is not None]),
+                fspec.SEMANTIC_ID: _int64s(code),
+                fspec.TEXT_SHA256: records.strings([text_hash]),
+            })
             yield int(index) % self._num_shards, (int(index), example)
 
 
 def _user_example(index: int, history_vector, interests, count, code) -> bytes:
-    return tf.train.Example(features=tf.train.Features(feature={
-        spec.USER_INDEX: _int_feature([index]), fspec.HISTORY_VECTOR: _float_feature(history_vector),
-        fspec.INTERESTS: _float_feature(interests[:count]), fspec.NUM_INTERESTS: _int_feature([count]),
-        fspec.SEMANTIC_ID: _int_feature(code)})).SerializeToString()
+    return records.serialize({
+        spec.USER_INDEX: _int64s([index]), fspec.HISTORY_VECTOR: _floats(history_vector),
+        fspec.INTERESTS: _floats(interests[:count]), fspec.NUM_INTERESTS: _int64s([count]),
+        fspec.SEMANTIC_ID: _int64s(code)})
 
 
 def _text_hashes(dataset: PreparedDataset) -> List[str]:
@@ -341,9 +341,7 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     (partial / spec.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    if target.exists():
-        tf.io.gfile.rmtree(str(target))
-    os.rename(partial, target)
+    publish(partial, target, force)
     log.info("semantic features written to %s in %.1fs", target, manifest["total_seconds"])
     return target
 

@@ -654,7 +654,7 @@ def _check_outcome(summary: dict, stats: dict, config: DataConfig, adapter: Sour
                                      f"min_rating={config.min_rating}, k_core={config.k_core})")
 
 
-def _publish(partial: Path, target: Path, force: bool) -> Path:
+def publish(partial: Path, target: Path, force: bool) -> Path:
     if target.exists():
         if (target / spec.MANIFEST_FILE).is_file() and not force:
             log.info("%s was completed by another run meanwhile; keeping it", target)
@@ -718,7 +718,7 @@ def run_ingestion(data_config: DataConfig, output_dir: Path, seed: int, pipeline
         (partial / spec.STATS_FILE).write_text(json.dumps(stats), encoding="utf-8")
         manifest = _manifest(partial, summary, stats, data_config, digest, seed, sources)
         (partial / spec.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        published = _publish(partial, target, force)
+        published = publish(partial, target, force)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

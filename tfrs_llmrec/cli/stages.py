@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from tfrs_llmrec.atomic_files import write_json_atomically
 from tfrs_llmrec.config import ExperimentConfig, config_hash, to_dict
-from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets
+from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets, select_rows
 from tfrs_llmrec.evaluation.evaluator import evaluate_retrieval
 from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
 from tfrs_llmrec.models import build_retrieval_model, is_trainable
@@ -83,9 +83,10 @@ def _evaluate(config: ExperimentConfig, dataset: PreparedDataset, model, split: 
     if max_users is not None and len(users) > max_users:
         # A fixed, seeded sample of users so the monitor is comparable across epochs.
         chosen = np.sort(np.random.default_rng(config.seed).choice(len(users), max_users, replace=False))
-        users, (targets_indptr, targets_indices), (exclude_indptr, exclude_indices) = (
-            users[chosen], _take_rows(targets_indptr, targets_indices, chosen),
-            _take_rows(exclude_indptr, exclude_indices, chosen))
+        chosen_targets = select_rows(targets.targets, chosen, sort_within=False)
+        chosen_exclude = select_rows(targets.exclude, chosen, sort_within=False)
+        users, targets_indptr, targets_indices = users[chosen], chosen_targets.indptr, chosen_targets.indices
+        exclude_indptr, exclude_indices = chosen_exclude.indptr, chosen_exclude.indices
     stats = dataset.stats
     evaluation = evaluate_retrieval(
         _query_function(model, histories), model.item_embeddings(), users, targets_indptr, targets_indices,
@@ -94,13 +95,6 @@ def _evaluate(config: ExperimentConfig, dataset: PreparedDataset, model, split: 
         item_popularity=np.asarray(stats["item_train_counts"]), batch_size=config.eval.batch_size,
         item_chunk=config.eval.item_chunk, progress=progress)
     return evaluation.summary
-
-
-def _take_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
-    lengths = indptr[rows + 1] - indptr[rows]
-    new_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(indptr.dtype)
-    new_indices = np.concatenate([indices[indptr[r]:indptr[r + 1]] for r in rows]) if len(rows) else indices[:0]
-    return new_indptr, new_indices
 
 
 def _restore(config: ExperimentConfig, dataset: PreparedDataset, run_dir: Path, name: str):

@@ -103,7 +103,7 @@ def _concat_rows(first: CsrRows, second: CsrRows) -> CsrRows:
     return CsrRows(indptr, indices)
 
 
-def _select_rows(rows: CsrRows, selected: np.ndarray, sort_within: bool) -> CsrRows:
+def select_rows(rows: CsrRows, selected: np.ndarray, sort_within: bool) -> CsrRows:
     lengths = rows.lengths()[selected]
     indptr = _rows_from_lengths(lengths)
     row_ids = np.repeat(np.arange(len(selected)), lengths)
@@ -344,7 +344,7 @@ class PreparedDataset:
         for split in spec.SPLITS:
             stored = CsrRows(_rows_from_lengths(np.concatenate(lengths[split]) if lengths[split] else np.zeros(0)),
                              np.concatenate(values[split]).astype(np.int64) if values[split] else np.zeros(0, np.int64))
-            timelines.append(_select_rows(stored, order, sort_within=False))
+            timelines.append(select_rows(stored, order, sort_within=False))
         self._timelines = (timelines[0], timelines[1], timelines[2])
         return self._timelines
 
@@ -369,8 +369,8 @@ class PreparedDataset:
         earlier = self._items_before(split)
         targets = self.split_items(split)
         users = np.flatnonzero(targets.lengths() > 0).astype(np.int64)
-        chosen_targets = _select_rows(targets, users, sort_within=True)
-        chosen_exclude = _select_rows(earlier, users, sort_within=True)
+        chosen_targets = select_rows(targets, users, sort_within=True)
+        chosen_exclude = select_rows(earlier, users, sort_within=True)
         return EvalTargets(split, users, chosen_targets.indptr, chosen_targets.indices,
                            chosen_exclude.indptr, chosen_exclude.indices)
 
