@@ -15,6 +15,7 @@ from tfrs_llmrec._keras_env import use_legacy_keras
 use_legacy_keras()
 
 from tfrs_llmrec import __version__  # noqa: E402
+from tfrs_llmrec.atomic_files import write_atomically  # noqa: E402
 from tfrs_llmrec.config import ConfigError, ExperimentConfig, dump_yaml, load_experiment  # noqa: E402
 
 log = logging.getLogger("llmrec")
@@ -124,12 +125,8 @@ def _run_dir(config: ExperimentConfig) -> Path:
 
 
 def _write_resolved_config(config: ExperimentConfig, run_dir: Path) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / "config.yaml"
-    temporary = target.with_suffix(".yaml.tmp")
-    temporary.write_text(dump_yaml(config), encoding="utf-8")
-    temporary.replace(target)
-    return target
+    text = dump_yaml(config)
+    return write_atomically(run_dir / "config.yaml", lambda handle: handle.write(text))
 
 
 def command_run(config: ExperimentConfig, dry_run: bool, options: "StageOptions") -> int:

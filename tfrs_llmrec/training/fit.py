@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
+from tfrs_llmrec.atomic_files import write_atomically
 from tfrs_llmrec.config.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,6 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> tf.keras.optimizers
     return tf.keras.optimizers.Adam(learning_rate)
 
 
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    os.replace(temporary, path)
-
-
 class _EpochEnd(tf.keras.callbacks.Callback):
     def __init__(self, monitor_name: str, monitor_fn: Callable[[tf.keras.Model], float], patience: int,
                  checkpoint_dir: Path, result: TrainResult, latest: tf.train.CheckpointManager,
@@ -92,7 +86,8 @@ class _EpochEnd(tf.keras.callbacks.Callback):
             self.wait += 1
         self.latest.save(checkpoint_number=epoch + 1)
         state = {**asdict(self.result), "wait": self.wait}
-        _write_json_atomically(self.checkpoint_dir / STATE_FILE, state)
+        # Plain json.dump, not write_json_atomically: a best value of -inf must survive a resume.
+        write_atomically(self.checkpoint_dir / STATE_FILE, lambda handle: json.dump(state, handle, indent=2))
         log.info("epoch %d: loss %.4f, val %s %.4f (best %.4f at epoch %d)", epoch + 1, logs.get("loss", math.nan),
                  self.monitor_name, value, self.result.best_value, self.result.best_epoch)
         if self.wait > 0 and self.wait >= self.patience:
