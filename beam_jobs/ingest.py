@@ -168,24 +168,28 @@ def _dedupe_user(element, duplicates_tag: str):
     yield user, [(timestamp, item, label) for item, (timestamp, label) in earliest.items()]
 
 
-class _LowDegreeItems(beam.CombineFn):
-    """The items that appear in fewer than k of the users' timelines."""
-
-    def __init__(self, k: int):
-        self._k = k
+class _ItemCounter(beam.CombineFn):
+    """Counts items in a Counter; subclasses say what to count and what to return."""
 
     def create_accumulator(self):
         return collections.Counter()
-
-    def add_input(self, counts, element):
-        counts.update(item for _, item, _ in element[1])
-        return counts
 
     def merge_accumulators(self, accumulators):
         merged = collections.Counter()
         for counts in accumulators:
             merged.update(counts)
         return merged
+
+
+class _LowDegreeItems(_ItemCounter):
+    """The items that appear in fewer than k of the users' timelines."""
+
+    def __init__(self, k: int):
+        self._k = k
+
+    def add_input(self, counts, element):
+        counts.update(item for _, item, _ in element[1])
+        return counts
 
     def extract_output(self, counts):
         return frozenset(item for item, count in counts.items() if count < self._k)
@@ -250,21 +254,12 @@ class _SortedIds(beam.CombineFn):
         return sorted(ids, key=id_sort_key)
 
 
-class _CountItems(beam.CombineFn):
+class _CountItems(_ItemCounter):
     """{item index: training interactions} from lists of training item indices."""
-
-    def create_accumulator(self):
-        return collections.Counter()
 
     def add_input(self, counts, item_indices):
         counts.update(item_indices)
         return counts
-
-    def merge_accumulators(self, accumulators):
-        merged = collections.Counter()
-        for counts in accumulators:
-            merged.update(counts)
-        return merged
 
     def extract_output(self, counts):
         return dict(counts)
