@@ -37,7 +37,7 @@ from beam_jobs.ingest import (OWNER_FILE, PARTIAL_MARKER, pipeline_options, publ
                                remove_stale_partials, write_shards)
 from tfrs_llmrec.config import config_hash, to_dict  # noqa: E402
 from tfrs_llmrec.config.schema import EncoderConfig, FeaturesConfig  # noqa: E402
-from tfrs_llmrec.data import PreparedDataset  # noqa: E402
+from tfrs_llmrec.data import ItemTable, PreparedDataset  # noqa: E402
 from tfrs_llmrec.data import features_spec as fspec  # noqa: E402
 from tfrs_llmrec.data import records, spec  # noqa: E402
 
@@ -171,12 +171,11 @@ def user_history_vectors(dataset: PreparedDataset, item_vectors: np.ndarray) -> 
     return _normalise(users)
 
 
-def _motivations(dataset: PreparedDataset, features: FeaturesConfig, cache_dir: Path) -> Tuple[Dict[int, str], dict]:
+def _motivations(table: ItemTable, features: FeaturesConfig, cache_dir: Path) -> Tuple[Dict[int, str], dict]:
     if features.llm.backend == "none":
         return {}, {"backend": "none"}
     from tfrs_llmrec.llm.generate import generate_item_motivations
 
-    table = dataset.item_table()
     items = [(str(index), title, description) for index, (title, description)
              in enumerate(zip(table.titles, table.descriptions))]
     generated = generate_item_motivations(items, features.llm, cache_dir)
@@ -184,8 +183,8 @@ def _motivations(dataset: PreparedDataset, features: FeaturesConfig, cache_dir: 
     return texts, generated.report.as_dict()
 
 
-def _user_interests(dataset: PreparedDataset, features: FeaturesConfig, user_vectors: np.ndarray, encoder,
-                    cache_dir: Path, seed: int) -> Tuple[np.ndarray, np.ndarray, dict]:
+def _user_interests(dataset: PreparedDataset, table: ItemTable, features: FeaturesConfig, user_vectors: np.ndarray,
+                    encoder, cache_dir: Path, seed: int) -> Tuple[np.ndarray, np.ndarray, dict]:
     """EIMF: interests generated for typical users only, shared with their cluster."""
     max_interests = features.llm.max_interests
     dimension = user_vectors.shape[1]
@@ -200,7 +199,7 @@ def _user_interests(dataset: PreparedDataset, features: FeaturesConfig, user_vec
     typical = select_typical_users(user_vectors[active], features.llm.ap_max_users,
                                    preference=features.llm.ap_preference, damping=features.llm.ap_damping, seed=seed)
     exemplars = active[typical.exemplar_users]
-    titles = dataset.item_table().titles
+    titles = table.titles
     train = dataset.split_items("train")
     histories = {str(user): [titles[item] for item in train.row(user)] for user in exemplars}
     generated = generate_user_interests(histories, features.llm, cache_dir)
@@ -256,8 +255,7 @@ def _user_example(index: int, history_vector, interests, count, code) -> bytes:
         fspec.SEMANTIC_ID: _int64s(code)})
 
 
-def _text_hashes(dataset: PreparedDataset) -> List[str]:
-    table = dataset.item_table()
+def _text_hashes(table: ItemTable) -> List[str]:
     return [hashlib.sha256(item_texts(title, genres, description)[METADATA].encode("utf-8")).hexdigest()[:16]
             for title, genres, description in zip(table.titles, table.genres, table.descriptions)]
 
@@ -283,7 +281,8 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
     timings: Dict[str, float] = {}
 
     phase = time.perf_counter()
-    motivations, motivation_report = _motivations(dataset, features, cache_dir)
+    table = dataset.item_table()
+    motivations, motivation_report = _motivations(table, features, cache_dir)
     timings["llm_motivations"] = time.perf_counter() - phase
     phase = time.perf_counter()
     log.info("encoding item texts with %s (Beam RunInference)", features.encoder.kind)
@@ -294,7 +293,8 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
     phase = time.perf_counter()
     encoder = build_encoder(features.encoder)
     users = user_history_vectors(dataset, vectors[METADATA])
-    interests, interest_counts, interest_report = _user_interests(dataset, features, users, encoder, cache_dir, seed)
+    interests, interest_counts, interest_report = _user_interests(dataset, table, features, users, encoder, cache_dir,
+                                                                  seed)
     timings["user_vectors_and_interests"] = time.perf_counter() - phase
 
     phase = time.perf_counter()
@@ -308,7 +308,7 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
     unique_level = None
     if features.semantic_ids.mode == "unique":
         unique_level = {index: int(code[-1]) for index, code in enumerate(item_sids.codes)}
-    hashes = _text_hashes(dataset)
+    hashes = _text_hashes(table)
     rows = [(index, (vectors[TITLE][index], vectors[METADATA][index], sid_vectors[index],
                      vectors[MOTIVATION][index] if MOTIVATION in vectors and index in motivations else None,
                      hashes[index])) for index in range(dataset.num_items)]
