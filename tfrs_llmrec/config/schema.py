@@ -95,8 +95,50 @@ class TowerConfig:
 
 
 @dataclass
+class SemanticTowerConfig:
+    """Trainable MLP over an item's frozen language-model vector (MotiR's semantic tower, AlphaRec)."""
+
+    # Which precomputed vector feeds the tower: title only, title + metadata, or LLM motivation
+    # (the last needs features.llm.backend set).
+    source: Literal["title", "metadata", "motivation"] = "metadata"
+    hidden_dims: List[int] = _bounded([256], low=1)
+    activation: Literal["relu", "leaky_relu", "gelu", "tanh"] = "leaky_relu"
+
+
+@dataclass
+class MotirStageConfig:
+    epochs: int = _bounded(10, low=1)
+    learning_rate: float = _bounded(1e-3, low=0.0)
+    final_learning_rate: Optional[float] = _bounded(None, low=0.0)
+
+
+@dataclass
+class MotirConfig:
+    """MotiR's three stages: ID two-tower, alignment of the semantic tower, joint training with the gate."""
+
+    gate: Literal["scalar", "two_weight"] = "scalar"
+    # two_weight: width of the gate network's hidden layer.
+    gate_hidden_dim: int = _bounded(64, low=1)
+    stage1: MotirStageConfig = field(default_factory=lambda: MotirStageConfig(10, 1e-3, 1e-4))
+    stage2: MotirStageConfig = field(default_factory=lambda: MotirStageConfig(20, 1e-3, None))
+    stage3: MotirStageConfig = field(default_factory=lambda: MotirStageConfig(5, 1e-4, None))
+    # Stage 2 stops once the mean cosine between semantic and ID item embeddings reaches this.
+    align_threshold: float = _bounded(0.55, low=-1.0, high=1.0)
+    # None: pointwise 1 - cosine; a float: in-batch contrastive alignment at this temperature.
+    align_temperature: Optional[float] = _bounded(0.1, low=1e-6)
+
+
+@dataclass
+class AlphaRecConfig:
+    # Intention-aware queries: the MLP sees (1 - alpha) * history mean + alpha * query text vector.
+    intention_alpha: float = _bounded(0.5, low=0.0, high=1.0)
+    # Zero-shot: a trained AlphaRec run directory whose MLP is applied to this dataset, untrained.
+    zero_shot_from: Optional[str] = None
+
+
+@dataclass
 class ModelConfig:
-    name: Literal["pop", "two_tower", "mf_bpr", "lightgcn"] = "two_tower"
+    name: Literal["pop", "two_tower", "mf_bpr", "lightgcn", "motir", "alpharec"] = "two_tower"
     tower: TowerConfig = field(default_factory=TowerConfig)
     temperature: float = _bounded(0.05, low=1e-6)
     # Extra negatives per batch drawn from the whole catalogue, on top of in-batch negatives.
@@ -105,9 +147,13 @@ class ModelConfig:
     # Subtract log(expected occurrences in the candidate set) so popular items are not over-penalised.
     logq_correction: bool = True
     remove_accidental_hits: bool = True
-    # mf_bpr and lightgcn: L2 on the batch's embeddings; lightgcn: propagation layers.
+    # mf_bpr and lightgcn: L2 on the batch's embeddings.
     l2_weight: float = _bounded(1e-4, low=0.0)
+    # lightgcn and alpharec: propagation layers.
     lightgcn_layers: int = _bounded(3, low=0)
+    semantic: SemanticTowerConfig = field(default_factory=SemanticTowerConfig)
+    motir: MotirConfig = field(default_factory=MotirConfig)
+    alpharec: AlphaRecConfig = field(default_factory=AlphaRecConfig)
 
 
 @dataclass

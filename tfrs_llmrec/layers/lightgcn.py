@@ -88,18 +88,25 @@ class LightGCNPropagation(tf.keras.layers.Layer):
         self.layer_weights = layer_weights if isinstance(layer_weights, str) else weights
         self._alphas = weights
 
+    def layer_outputs(self, embeddings, adjacency):
+        """[E_0, Â E_0, ..., Â^K E_0]: every layer's output, e.g. to fold a new node in at serving time."""
+        adjacency = tf.sparse.SparseTensor(adjacency.indices, tf.cast(adjacency.values, embeddings.dtype),
+                                           adjacency.dense_shape)
+        layers = [embeddings]
+        for _ in range(self.num_layers):
+            layers.append(tf.sparse.sparse_dense_matmul(adjacency, layers[-1]))
+        return layers
+
     def call(self, embeddings, adjacency):
         """embeddings: [(U+I), d]; adjacency: the SparseTensor from `normalized_adjacency`."""
         if self.num_layers == 0 and self._alphas[0] == 1.0:
             return tf.identity(embeddings)
-        adjacency = tf.sparse.SparseTensor(adjacency.indices, tf.cast(adjacency.values, embeddings.dtype),
-                                           adjacency.dense_shape)
-        layer = embeddings
-        total = self._alphas[0] * embeddings
-        for alpha in self._alphas[1:]:
-            layer = tf.sparse.sparse_dense_matmul(adjacency, layer)
-            total += alpha * layer
-        return total
+        return tf.add_n([alpha * layer for alpha, layer in zip(self._alphas, self.layer_outputs(embeddings, adjacency))])
+
+    @property
+    def alphas(self):
+        """The layer weights alpha_0..alpha_K."""
+        return list(self._alphas)
 
     def get_config(self):
         return {**super().get_config(), "num_layers": self.num_layers, "layer_weights": self.layer_weights}
