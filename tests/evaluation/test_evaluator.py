@@ -208,3 +208,15 @@ def test_invalid_inputs_raise(change, message):
     arguments.update(change)
     with pytest.raises(ValueError, match=message):
         evaluate_retrieval(**arguments)
+
+
+def test_mean_by_popularity_bucket_by_hand():
+    from tfrs_llmrec.evaluation import mean_by_popularity_bucket
+
+    # 20 items, popularity = index reversed: bucket b (2 items each) holds items 19-2b and 18-2b.
+    popularity = np.arange(20)[::-1]
+    values = np.arange(20, dtype=float)
+    buckets = mean_by_popularity_bucket(values, popularity, "gate")
+    assert [entry["num_items"] for entry in buckets] == [2] * 10
+    assert [entry["gate"] for entry in buckets] == [18.5 - 2 * b for b in range(10)]
+    assert buckets[0]["min_popularity"] == 0 and buckets[9]["max_popularity"] == 19

@@ -109,3 +109,16 @@ def test_gates_build_eagerly_with_input_dim_and_reject_mismatched_inputs():
         ScalarGate()(h_cf, h_sem[:, :3])
     with pytest.raises(ValueError, match="last dimension 5"):
         TwoWeightGate(input_dim=5)(h_cf, h_sem)
+
+
+@pytest.mark.parametrize("make", [lambda: ScalarGate(input_dim=4, seed=0),
+                                  lambda: TwoWeightGate(output_dim=None, input_dim=4, seed=0)])
+def test_gate_reads_gate_inputs_but_mixes_the_branches(make):
+    gate = make()
+    h_cf, h_sem = branches((3, 4))
+    g_cf, g_sem = branches((3, 4), seed=5)
+    fused, weight = gate(h_cf, h_sem, gate_inputs=(g_cf, g_sem))
+    _, expected_weight = gate(g_cf, g_sem)
+    np.testing.assert_allclose(weight.numpy(), expected_weight.numpy(), rtol=1e-6)
+    w = weight.numpy()[:, None]
+    np.testing.assert_allclose(fused.numpy(), w * h_sem.numpy() + (1 - w) * h_cf.numpy(), rtol=1e-5, atol=1e-6)

@@ -14,21 +14,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tfrs_llmrec.atomic_files import write_json_atomically
-from tfrs_llmrec.config import ExperimentConfig, config_hash, to_dict
+from tfrs_llmrec.config import ConfigError, ExperimentConfig, TrainConfig, config_hash, load_experiment, to_dict
 from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets, select_rows
-from tfrs_llmrec.evaluation.evaluator import evaluate_retrieval
+from tfrs_llmrec.evaluation import evaluate_retrieval, mean_by_popularity_bucket
 from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
-from tfrs_llmrec.models import build_retrieval_model, is_trainable
+from tfrs_llmrec.models import SEMANTIC_MODELS, build_retrieval_model, is_trainable
+from tfrs_llmrec.models.alpharec import restore_semantic_mlp
 from tfrs_llmrec.serving import (IndexSettings, build_index, check_in_fresh_process, save_index_model,
                                  save_query_model, top_k_recall)
-from tfrs_llmrec.training import fit_with_validation, make_optimizer, set_global_determinism
+from tfrs_llmrec.training import (Stage, fit_stages, fit_with_validation, make_optimizer, set_global_determinism,
+                                  stage_dir)
 
 log = logging.getLogger("llmrec.stages")
 
@@ -62,12 +65,38 @@ def _model_names(config: ExperimentConfig) -> List[str]:
     return list(dict.fromkeys([config.model.name, *config.eval.baselines]))
 
 
+def _train_pairs(dataset: PreparedDataset) -> Tuple[np.ndarray, np.ndarray]:
+    train = dataset.split_items("train")
+    return np.repeat(np.arange(len(train), dtype=np.int64), train.lengths()), train.indices.astype(np.int64)
+
+
+def _semantic_vectors(config: ExperimentConfig, dataset: PreparedDataset) -> Tuple[np.ndarray, np.ndarray]:
+    """(item vectors of the configured semantic source, each user's mean over their distinct training items)."""
+    from beam_jobs.features import run_features as build_features
+    from tfrs_llmrec.data.features import SemanticFeatures
+
+    features = SemanticFeatures.open(build_features(config.features, dataset, seed=config.seed))
+    source = config.model.semantic.source
+    if source == "motivation" and not features.has_motivation.any():
+        raise StageError("model.semantic.source: 'motivation' needs LLM motivations; set features.llm.backend")
+    item_vectors = features.item_vectors[source]
+    users, items = _train_pairs(dataset)
+    keys = np.unique(users * dataset.num_items + items)
+    users, items = keys // dataset.num_items, keys % dataset.num_items
+    sums = np.zeros((dataset.num_users, item_vectors.shape[1]), np.float64)
+    np.add.at(sums, users, item_vectors[items])
+    counts = np.bincount(users, minlength=dataset.num_users)[:, np.newaxis]
+    return item_vectors, (sums / np.maximum(counts, 1)).astype(np.float32)
+
+
 def _build(config: ExperimentConfig, dataset: PreparedDataset, name: str):
     stats = dataset.stats
-    train = dataset.split_items("train")
-    train_users = np.repeat(np.arange(len(train), dtype=np.int64), train.lengths())
+    item_vectors = user_vectors = None
+    if name in SEMANTIC_MODELS:
+        item_vectors, user_vectors = _semantic_vectors(config, dataset)
     return build_retrieval_model(name, config.model, stats["num_users"], stats["item_train_counts"],
-                                 train_pairs=(train_users, train.indices.astype(np.int64)))
+                                 train_pairs=_train_pairs(dataset), item_vectors=item_vectors,
+                                 user_vectors=user_vectors, seed=config.seed)
 
 
 def _query_function(model, histories: np.ndarray):
@@ -97,14 +126,49 @@ def _evaluate(config: ExperimentConfig, dataset: PreparedDataset, model, split: 
     return evaluation.summary
 
 
+MOTIR_STAGES = ("id", "align", "joint")
+
+
+def _checkpoint_dir(run_dir: Path, name: str) -> Path:
+    """Where a model's training checkpoints live; MotiR's final weights are its last stage's."""
+    checkpoints = run_dir / "checkpoints"
+    return stage_dir(checkpoints, len(MOTIR_STAGES), MOTIR_STAGES[-1]) if name == "motir" else checkpoints
+
+
+def _zero_shot_checkpoint(config: ExperimentConfig) -> str:
+    """The trained AlphaRec checkpoint a zero-shot config borrows, after checking it is compatible."""
+    source_dir = Path(config.model.alpharec.zero_shot_from)
+    key = "model.alpharec.zero_shot_from"
+    try:
+        source = load_experiment(source_dir / "config.yaml")
+    except (ConfigError, OSError) as error:
+        raise StageError(f"{key}: {source_dir} is not a finished run directory ({error})") from None
+    if source.model.name != "alpharec":
+        raise StageError(f"{key}: {source_dir} trained {source.model.name}, not alpharec")
+    for what, mine, theirs in (("features.encoder", config.features.encoder, source.features.encoder),
+                               ("model.semantic", config.model.semantic, source.model.semantic)):
+        if to_dict(mine) != to_dict(theirs):
+            raise StageError(f"{key}: {source_dir} used another {what} ({to_dict(theirs)}); "
+                             "zero-shot needs the same language space")
+    checkpoint = tf.train.latest_checkpoint(str(source_dir / "checkpoints" / "best"))
+    if checkpoint is None:
+        raise StageError(f"{key}: {source_dir} has no trained checkpoint; train it first")
+    return checkpoint
+
+
 def _restore(config: ExperimentConfig, dataset: PreparedDataset, run_dir: Path, name: str):
     model = _build(config, dataset, name)
-    if not is_trainable(name):
+    if name == "alpharec" and config.model.alpharec.zero_shot_from is not None:
+        restore_semantic_mlp(model, _zero_shot_checkpoint(config))
         return model
-    best = tf.train.latest_checkpoint(str(run_dir / "checkpoints" / "best"))
+    if not is_trainable(name, config.model):
+        return model
+    best = tf.train.latest_checkpoint(str(_checkpoint_dir(run_dir, name) / "best"))
     if best is None:
         raise StageError(f"{run_dir / 'checkpoints'}: no trained {name} checkpoint; run `llmrec train` first")
     tf.train.Checkpoint(model=model).restore(best).expect_partial()
+    if name == "motir":
+        model.set_stage(MOTIR_STAGES[-1])
     return model
 
 
@@ -149,18 +213,63 @@ def nearest_neighbour_report(dataset: PreparedDataset, item_vectors: np.ndarray,
     return "\n".join(lines)
 
 
+def _motir_stages(config: ExperimentConfig, dataset: PreparedDataset) -> List[Stage]:
+    """MotiR's stages: ID two-tower, alignment until the mean cosine reaches the threshold, joint."""
+    motir = config.model.motir
+    seen_items = np.asarray(dataset.stats["item_train_counts"]) > 0
+
+    def ranking_metric(model) -> float:
+        return _evaluate(config, dataset, model, "valid", max_users=config.train.monitor_max_users,
+                         progress=False)["overall"][config.train.monitor]
+
+    def mean_cosine(model) -> float:
+        # Over the items with training interactions: the others' ID embeddings never trained.
+        return float(model.alignment_cosines()[seen_items].mean())
+
+    def semantic_only_hits(model) -> Dict[str, float]:
+        # Table 6 of the paper: how well the aligned semantic tower alone retrieves, per checkpoint.
+        overall = _evaluate(config, dataset, model, "valid", max_users=config.train.monitor_max_users,
+                            progress=False)["overall"]
+        return {f"semantic_only_hr@{k}": overall[f"hr@{k}"] for k in config.eval.ks}
+
+    def train_config(stage) -> TrainConfig:
+        return replace(config.train, epochs=stage.epochs, learning_rate=stage.learning_rate,
+                       final_learning_rate=stage.final_learning_rate)
+
+    return [Stage("id", train_config(motir.stage1), ranking_metric),
+            Stage("align", train_config(motir.stage2), mean_cosine, monitor_name="mean_cosine",
+                  stop_at=motir.align_threshold, extra_metrics_fn=semantic_only_hits),
+            Stage("joint", train_config(motir.stage3), ranking_metric)]
+
+
+def _train_motir(config, dataset, model, train_data, steps_per_epoch: int, run_dir: Path) -> dict:
+    results = fit_stages(model, _motir_stages(config, dataset), train_data, steps_per_epoch, run_dir / "checkpoints")
+    align, joint = results["align"], results["joint"]
+    alignment = {"threshold": config.model.motir.align_threshold,
+                 "reached": align.best_value >= config.model.motir.align_threshold,
+                 "mean_cosine_per_epoch": align.history.get("val_mean_cosine", []),
+                 **{key[len("val_"):] + "_per_epoch": values for key, values in align.history.items()
+                    if key.startswith("val_semantic_only")}}
+    return {"history": {f"{stage}/{key}": values for stage, result in results.items()
+                        for key, values in result.history.items()},
+            "stages": {stage: asdict(result) for stage, result in results.items()},
+            "epochs_completed": sum(result.epochs_completed for result in results.values()),
+            "best_value": joint.best_value, "best_epoch": joint.best_epoch,
+            "seconds": sum(result.seconds for result in results.values()), "alignment": alignment}
+
+
 def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     started = time.perf_counter()
     dataset = prepared_dataset(config)
-    if not is_trainable(config.model.name):
-        log.info("model %s has nothing to train", config.model.name)
-        write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, "history": {}, "epochs_completed": 0})
+    name = config.model.name
+    if not is_trainable(name, config.model):
+        log.info("model %s has nothing to train", name)
+        write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": name, "history": {}, "epochs_completed": 0})
         return
     set_global_determinism(config.seed)
-    model = _build(config, dataset, config.model.name)
+    model = _build(config, dataset, name)
     train_count = dataset.stats["interactions"]["train"]
     steps_per_epoch = -(-train_count // config.train.batch_size)
-    model.compile(make_optimizer(config.train, steps_per_epoch * config.train.epochs))
     train_data = dataset.interactions("train", config.train.batch_size, shuffle=True, seed=config.seed,
                                       shuffle_buffer=config.train.shuffle_buffer)
     monitor = config.train.monitor
@@ -171,13 +280,17 @@ def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         return summary["overall"][monitor]
 
     try:
-        result = fit_with_validation(model, train_data, config.train, run_dir / "checkpoints", monitor_fn)
+        if name == "motir":
+            result = _train_motir(config, dataset, model, train_data, steps_per_epoch, run_dir)
+        else:
+            model.compile(make_optimizer(config.train, steps_per_epoch * config.train.epochs))
+            result = asdict(fit_with_validation(model, train_data, config.train, run_dir / "checkpoints", monitor_fn))
     except tf.errors.DataLossError as error:
         # tf.data does not say which shard is corrupt; the dataset finds and names it.
         raise dataset.explain_data_loss(error, "train") from None
-    write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": config.model.name, **result.__dict__})
-    log.info("trained %s: %d epochs, best %s %.4f at epoch %d (%.1fs)", config.model.name,
-             result.epochs_completed, monitor, result.best_value, result.best_epoch, result.seconds)
+    write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": name, **result})
+    log.info("trained %s: %d epochs, best %s %.4f at epoch %d (%.1fs)", name, result["epochs_completed"], monitor,
+             result["best_value"], result["best_epoch"], result["seconds"])
     _record_time(run_dir, "train", time.perf_counter() - started)
 
 
@@ -187,8 +300,16 @@ def run_evaluate(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     results: Dict[str, dict] = {}
     for name in _model_names(config):
         started = time.perf_counter()
-        summary = _evaluate(config, dataset, _restore(config, dataset, run_dir, name), split)
+        model = _restore(config, dataset, run_dir, name)
+        summary = _evaluate(config, dataset, model, split)
         results[name] = {"summary": summary, "seconds": round(time.perf_counter() - started, 2)}
+        if name == "motir":
+            # Paper Table 2: the gate should lean on semantics for unpopular items.
+            buckets = mean_by_popularity_bucket(model.semantic_weights(), dataset.stats["item_train_counts"],
+                                                "mean_semantic_weight")
+            results[name]["semantic_weight_by_popularity_bucket"] = buckets
+            log.info("motir mean gate weight on the semantic tower, least to most popular bucket: %s",
+                     " ".join(f"{bucket['mean_semantic_weight']:.3f}" for bucket in buckets))
         overall = summary["overall"]
         log.info("%s on %s: %s", name, split,
                  ", ".join(f"{key} {overall[key]:.4f}" for key in ("recall@20", "ndcg@20") if key in overall))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -180,7 +180,10 @@ def evaluate_retrieval(query_fn: Callable[[np.ndarray], np.ndarray], item_embedd
                                seconds=time.perf_counter() - started, metric_names=names)
 
 
-def _popularity_buckets(item_popularity, targets_indices, group_ranks, k) -> List[dict]:
+def popularity_buckets(item_popularity) -> Tuple[np.ndarray, List[dict]]:
+    """(bucket of each item, one entry per bucket with its size and popularity range): items sorted
+    by training popularity (ascending, ties by index) and cut into NUM_POPULARITY_BUCKETS equal parts."""
+    item_popularity = np.asarray(item_popularity)
     num_items = item_popularity.size
     by_popularity = np.lexsort((np.arange(num_items), item_popularity))
     bucket_of_item = np.empty(num_items, dtype=np.int64)
@@ -190,6 +193,21 @@ def _popularity_buckets(item_popularity, targets_indices, group_ranks, k) -> Lis
         buckets.append({"bucket": bucket, "num_items": int(items.size),
                         "min_popularity": _plain(item_popularity[items].min()) if items.size else None,
                         "max_popularity": _plain(item_popularity[items].max()) if items.size else None})
+    return bucket_of_item, buckets
+
+
+def mean_by_popularity_bucket(values, item_popularity, name: str) -> List[dict]:
+    """Per popularity bucket (see `popularity_buckets`), the mean of a per-item value, as `name`."""
+    values = np.asarray(values, dtype=np.float64)
+    bucket_of_item, buckets = popularity_buckets(item_popularity)
+    for entry in buckets:
+        chosen = values[bucket_of_item == entry["bucket"]]
+        entry[name] = float(chosen.mean()) if chosen.size else None
+    return buckets
+
+
+def _popularity_buckets(item_popularity, targets_indices, group_ranks, k) -> List[dict]:
+    bucket_of_item, buckets = popularity_buckets(item_popularity)
     name = f"recall@{k}"
     for entry in buckets:
         keep = bucket_of_item[targets_indices] == entry["bucket"]

@@ -20,7 +20,10 @@ own. A softmax over two logits equals sigmoid(l_sem - l_cf), so this variant dif
 scalar gate by its deeper gate network and the output projection, not by the form of the mix.
 
 Both layers are called as `gate(h_cf, h_sem)` on tensors of the same shape [..., d] and return
-`(fused, semantic_weight)` with `semantic_weight` of shape [...] (one weight per item).
+`(fused, semantic_weight)` with `semantic_weight` of shape [...] (one weight per item). The gate
+may read other versions of the two representations than it mixes, `gate(h_cf, h_sem,
+gate_inputs=(g_cf, g_sem))`: MotiR mixes L2-normalised embeddings but lets the gate see the
+unnormalised ones, whose norm tells how many updates an item's ID embedding has had.
 """
 
 from typing import Optional
@@ -56,9 +59,10 @@ class ScalarGate(tf.keras.layers.Layer):
         if self.input_dim is not None:
             self.gate.build((None, 2 * self.input_dim))
 
-    def call(self, h_cf, h_sem):
+    def call(self, h_cf, h_sem, gate_inputs=None):
         _check_inputs(h_cf, h_sem, self.input_dim)
-        alpha = tf.sigmoid(self.gate(tf.concat([h_cf, h_sem], axis=-1)))
+        g_cf, g_sem = (h_cf, h_sem) if gate_inputs is None else gate_inputs
+        alpha = tf.sigmoid(self.gate(tf.concat([g_cf, g_sem], axis=-1)))
         fused = alpha * h_sem + (1.0 - alpha) * h_cf
         return fused, tf.squeeze(alpha, axis=-1)
 
@@ -105,8 +109,9 @@ class TwoWeightGate(tf.keras.layers.Layer):
         _check_inputs(h_cf, h_sem, self.input_dim)
         return tf.nn.softmax(self.gate_logits(self.gate_hidden(tf.concat([h_cf, h_sem], axis=-1))), axis=-1)
 
-    def call(self, h_cf, h_sem):
-        weights = self.weights_for(h_cf, h_sem)
+    def call(self, h_cf, h_sem, gate_inputs=None):
+        _check_inputs(h_cf, h_sem, self.input_dim)
+        weights = self.weights_for(*((h_cf, h_sem) if gate_inputs is None else gate_inputs))
         fused = weights[..., 0:1] * h_cf + weights[..., 1:2] * h_sem
         if self.projection is not None:
             fused = self.projection(fused)

@@ -27,10 +27,13 @@ class IdItemTower(tf.keras.layers.Layer):
         """The raw ID embeddings (shared with the query tower's history pooling)."""
         return self.embedding(tf.maximum(item_indices, 0))
 
-    def call(self, item_indices):
+    def unnormalized(self, item_indices):
+        """The tower's output before L2 normalisation."""
         outputs = self.embed_ids(item_indices)
-        if self.projection is not None:
-            outputs = self.projection(outputs)
+        return self.projection(outputs) if self.projection is not None else outputs
+
+    def call(self, item_indices):
+        outputs = self.unnormalized(item_indices)
         return tf.math.l2_normalize(outputs, axis=-1) if self.l2_normalize else outputs
 
 

@@ -54,7 +54,7 @@ def _serving_spec(max_history: int):
     return (tf.TensorSpec([None], tf.int64, name=USER_INDEX), tf.TensorSpec([None, max_history], tf.int64, name=HISTORY))
 
 
-def _save_atomically(module: tf.Module, path: Path, signatures, options=None) -> Path:
+def save_atomically(module: tf.Module, path: Path, signatures, options=None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f"{path.name}.partial-{uuid.uuid4().hex[:8]}")
@@ -90,7 +90,7 @@ class _IndexModule(tf.Module):
 
 def save_query_model(query_tower: Callable, max_history: int, path: Path) -> Path:
     module = _QueryModule(query_tower, max_history)
-    return _save_atomically(module, path, {"serving_default": module.serve})
+    return save_atomically(module, path, {"serving_default": module.serve})
 
 
 def build_index(settings: IndexSettings, item_embeddings: np.ndarray, item_ids: Sequence[str]) -> tf.keras.layers.Layer:
@@ -109,8 +109,8 @@ def build_index(settings: IndexSettings, item_embeddings: np.ndarray, item_ids: 
 def save_index_model(query_tower: Callable, index: tf.keras.layers.Layer, max_history: int, path: Path,
                      scann: bool) -> Path:
     module = _IndexModule(query_tower, index, max_history)
-    return _save_atomically(module, path, {"serving_default": module.serve},
-                            options=SCANN_SAVE_OPTIONS if scann else None)
+    return save_atomically(module, path, {"serving_default": module.serve},
+                           options=SCANN_SAVE_OPTIONS if scann else None)
 
 
 def top_k_recall(approximate_ids: np.ndarray, exact_ids: np.ndarray) -> float:

@@ -17,6 +17,8 @@ def main(argv) -> int:
     saved_model_dir, inputs_path, outputs_path = argv
     # Registers ScaNN's custom ops; a ScaNN index SavedModel cannot load without them.
     from scann.scann_ops.py import scann_ops  # noqa: F401
+    # Registers the tokeniser ops of an in-graph text encoder (intention-aware serving models).
+    import tensorflow_text  # noqa: F401
 
     serving = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
     with np.load(inputs_path, allow_pickle=False) as inputs:

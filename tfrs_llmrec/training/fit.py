@@ -4,6 +4,8 @@ Each epoch ends by scoring the model with `monitor_fn` (a full-ranking metric on
 users), saving a checkpoint of the model and optimizer, saving the best weights separately, and
 writing `train_state.json` atomically. A rerun after a crash restores the latest checkpoint and
 the monitor's state and continues from the next epoch; at the end the best weights are loaded.
+Training also stops once the monitor reaches `stop_at` (e.g. MotiR's alignment threshold), and
+`extra_metrics_fn` adds per-epoch curves to the history without steering training.
 """
 
 from __future__ import annotations
@@ -59,10 +61,13 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> tf.keras.optimizers
 class _EpochEnd(tf.keras.callbacks.Callback):
     def __init__(self, monitor_name: str, monitor_fn: Callable[[tf.keras.Model], float], patience: int,
                  checkpoint_dir: Path, result: TrainResult, latest: tf.train.CheckpointManager,
-                 best: tf.train.CheckpointManager):
+                 best: tf.train.CheckpointManager, stop_at: Optional[float] = None,
+                 extra_metrics_fn: Optional[Callable[[tf.keras.Model], Dict[str, float]]] = None):
         super().__init__()
         self.monitor_name = monitor_name
         self.monitor_fn = monitor_fn
+        self.stop_at = stop_at
+        self.extra_metrics_fn = extra_metrics_fn
         self.patience = patience
         self.checkpoint_dir = checkpoint_dir
         self.result = result
@@ -78,6 +83,9 @@ class _EpochEnd(tf.keras.callbacks.Callback):
             if key in logs:
                 self.result.history.setdefault(key, []).append(float(logs[key]))
         self.result.history.setdefault(f"val_{self.monitor_name}", []).append(value)
+        extras = self.extra_metrics_fn(self.model) if self.extra_metrics_fn is not None else {}
+        for key, extra in extras.items():
+            self.result.history.setdefault(f"val_{key}", []).append(float(extra))
         self.result.epochs_completed = epoch + 1
         if value > self.result.best_value:
             self.result.best_value, self.result.best_epoch, self.wait = value, epoch + 1, 0
@@ -88,17 +96,24 @@ class _EpochEnd(tf.keras.callbacks.Callback):
         state = {**asdict(self.result), "wait": self.wait}
         # Plain json.dump, not write_json_atomically: a best value of -inf must survive a resume.
         write_atomically(self.checkpoint_dir / STATE_FILE, lambda handle: json.dump(state, handle, indent=2))
-        log.info("epoch %d: loss %.4f, val %s %.4f (best %.4f at epoch %d)", epoch + 1, logs.get("loss", math.nan),
-                 self.monitor_name, value, self.result.best_value, self.result.best_epoch)
-        if self.wait > 0 and self.wait >= self.patience:
+        log.info("epoch %d: loss %.4f, val %s %.4f (best %.4f at epoch %d)%s", epoch + 1, logs.get("loss", math.nan),
+                 self.monitor_name, value, self.result.best_value, self.result.best_epoch,
+                 "".join(f", {key} {extra:.4f}" for key, extra in extras.items()))
+        reached = self.stop_at is not None and value >= self.stop_at
+        if reached or (self.wait > 0 and self.wait >= self.patience):
             self.result.stopped_early = True
             self.model.stop_training = True
 
 
 def fit_with_validation(model: tf.keras.Model, train_data: tf.data.Dataset, config: TrainConfig,
                         checkpoint_dir: Path, monitor_fn: Callable[[tf.keras.Model], float],
-                        steps_per_epoch: Optional[int] = None) -> TrainResult:
-    """Trains `model` (already compiled) and leaves it holding its best validation weights."""
+                        steps_per_epoch: Optional[int] = None, stop_at: Optional[float] = None,
+                        extra_metrics_fn: Optional[Callable[[tf.keras.Model], Dict[str, float]]] = None,
+                        monitor_name: Optional[str] = None) -> TrainResult:
+    """Trains `model` (already compiled) and leaves it holding its best validation weights.
+
+    `monitor_name` names what `monitor_fn` returns when it is not `config.monitor` (a ranking metric).
+    """
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
@@ -119,8 +134,8 @@ def fit_with_validation(model: tf.keras.Model, train_data: tf.data.Dataset, conf
     started = time.perf_counter()
     finished = result.stopped_early or result.epochs_completed >= config.epochs
     if not finished:
-        on_epoch_end = _EpochEnd(config.monitor, monitor_fn, config.early_stopping_patience, checkpoint_dir,
-                                 result, latest, best)
+        on_epoch_end = _EpochEnd(monitor_name or config.monitor, monitor_fn, config.early_stopping_patience, checkpoint_dir,
+                                 result, latest, best, stop_at, extra_metrics_fn)
         on_epoch_end.wait = wait
         model.fit(train_data, epochs=config.epochs, initial_epoch=result.epochs_completed,
                   steps_per_epoch=steps_per_epoch, callbacks=[on_epoch_end],
