@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfrs_llmrec.atomic_files import write_json_atomically
 from tfrs_llmrec.config import ConfigError, ExperimentConfig, TrainConfig, config_hash, load_experiment, to_dict
 from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets, select_rows
+from tfrs_llmrec.data.spec import HISTORY, USER_INDEX
 from tfrs_llmrec.evaluation import evaluate_retrieval, mean_by_popularity_bucket
 from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
 from tfrs_llmrec.models import SEMANTIC_MODELS, build_retrieval_model, is_trainable
@@ -319,14 +320,24 @@ def run_evaluate(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     _record_time(run_dir, "evaluate", sum(result["seconds"] for result in results.values()))
 
 
+EXPORTABLE_MODELS = ("two_tower", "motir", "alpharec")
+
+
+def _serving_tower(model):
+    """The query tower to export; AlphaRec serves any user by folding their history into its graph."""
+    return model.serving_query_tower() if hasattr(model, "serving_query_tower") else model.query_tower
+
+
 def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
-    if not config.export.enabled or config.model.name != "two_tower":
+    name = config.model.name
+    if not config.export.enabled or name not in EXPORTABLE_MODELS:
         log.info("export skipped (%s)", "disabled" if not config.export.enabled
-                 else f"serving export is built for the two-tower, not {config.model.name}")
+                 else f"serving export is built for {', '.join(EXPORTABLE_MODELS)}, not {name}")
         return
     started = time.perf_counter()
     dataset = prepared_dataset(config)
-    model = _restore(config, dataset, run_dir, config.model.name)
+    model = _restore(config, dataset, run_dir, name)
+    tower = _serving_tower(model)
     export_dir = run_dir / "export"
     max_history = dataset.stats["max_history"]
     histories, _ = dataset.query_histories(config.eval.split)
@@ -335,10 +346,11 @@ def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
 
     item_ids = dataset.item_ids()
     item_embeddings = model.item_embeddings()
-    query_path = save_query_model(model.query_tower, max_history, export_dir / "query")
+    query_path = save_query_model(tower, max_history, export_dir / "query")
     reloaded = check_in_fresh_process(query_path, inputs)["query_embedding"]
-    in_memory = model.query_embeddings(sample, histories[sample])
-    manifest = {"query_model": str(query_path), "query_max_abs_diff": float(np.max(np.abs(reloaded - in_memory))),
+    in_memory = tower({USER_INDEX: tf.constant(inputs["user_index"]), HISTORY: tf.constant(inputs["history"])}).numpy()
+    manifest = {"model": name, "query_model": str(query_path),
+                "query_max_abs_diff": float(np.max(np.abs(reloaded - in_memory))),
                 "indexes": {}, "config_hash": config_hash(config), "config": to_dict(config)}
 
     exact = np.argsort(-(in_memory @ item_embeddings.T), axis=1, kind="stable")[:, :config.export.top_k]
@@ -347,8 +359,7 @@ def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         settings = IndexSettings(kind, config.export.top_k, config.export.scann_num_leaves,
                                  config.export.scann_num_leaves_to_search)
         index = build_index(settings, item_embeddings, item_ids)
-        path = save_index_model(model.query_tower, index, max_history, export_dir / f"index_{kind}",
-                                scann=kind == "scann")
+        path = save_index_model(tower, index, max_history, export_dir / f"index_{kind}", scann=kind == "scann")
         returned = check_in_fresh_process(path, inputs)["item_ids"]
         found = np.vectorize(id_to_index.__getitem__)(returned)
         recall = top_k_recall(found, exact[:, :found.shape[1]])
@@ -358,8 +369,58 @@ def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         manifest["indexes"][kind] = entry
         print(f"export: {kind} index reloaded in a fresh process; recall@{found.shape[1]} against exact "
               f"brute force on {len(sample)} users: {recall:.4f}")
+    if name == "alpharec":
+        manifest["intention"] = _export_intention(config, dataset, tower, item_embeddings, inputs["history"],
+                                                  export_dir)
     write_json_atomically(export_dir / "export.json", manifest)
     _record_time(run_dir, "export", time.perf_counter() - started)
+
+
+def _export_intention(config: ExperimentConfig, dataset: PreparedDataset, tower, item_embeddings: np.ndarray,
+                      histories: np.ndarray, export_dir: Path) -> dict:
+    """Saves the (history, query text) -> top-K SavedModel with the text encoder inside, reloads it in
+    a fresh process and compares it with the in-memory queries. The query texts are the titles of
+    the users' validation items (every other row blank, which must serve the history alone); the
+    same texts measure, as an oracle, how far a stated intention moves the held-out item up."""
+    from tfrs_llmrec.encoders import build_encoder
+    from tfrs_llmrec.serving.intention import intention_queries, save_intention_index_model
+
+    text_encoder = getattr(build_encoder(config.features.encoder), "module", None)
+    if text_encoder is None:
+        log.info("intention export skipped: encoder kind %s has no in-graph module", config.features.encoder.kind)
+        return {"skipped": f"encoder kind {config.features.encoder.kind} has no in-graph module"}
+    targets = load_eval_targets(dataset, "valid")
+    first_target = dict(zip(targets.users.tolist(), targets.targets_indices[targets.targets_indptr[:-1]].tolist()))
+    users = np.array([user for user in range(len(histories)) if user in first_target], dtype=np.int64)
+    titles = dataset.item_table().titles
+    texts = np.array([titles[first_target[user]] if row % 2 == 0 else "" for row, user in enumerate(users)])
+    alpha = np.float32(config.model.alpharec.intention_alpha)
+    k = min(config.export.top_k, len(item_embeddings))
+
+    queries = intention_queries(tower, text_encoder, histories[users], texts, alpha).numpy()
+    exact = np.argsort(-(queries @ item_embeddings.T), axis=1, kind="stable")[:, :k]
+    index = build_index(IndexSettings("brute_force", k), item_embeddings, dataset.item_ids())
+    path = save_intention_index_model(tower, text_encoder, index, dataset.stats["max_history"],
+                                      export_dir / "intention_brute_force")
+    returned = check_in_fresh_process(path, {"history": histories[users], "query_text": texts, "alpha": alpha})
+    id_to_index = {item_id: index for index, item_id in enumerate(dataset.item_ids())}
+    found = np.vectorize(id_to_index.__getitem__)(returned["item_ids"])
+    recall = top_k_recall(found, exact)
+
+    with_text = users[::2]
+    history_only = intention_queries(tower, text_encoder, histories[with_text], np.full(len(with_text), ""), alpha)
+    hit_rates = {}
+    for label, query in (("history_only", history_only.numpy()), ("with_target_title", queries[::2])):
+        scores = query @ item_embeddings.T
+        rows, columns = np.nonzero(histories[with_text] >= 0)
+        scores[rows, histories[with_text][rows, columns]] = -np.inf  # already-seen items are never recommended
+        target_scores = scores[np.arange(len(with_text)), [first_target[user] for user in with_text]]
+        hit_rates[f"hr@20_{label}"] = float(np.mean((scores > target_scores[:, np.newaxis]).sum(axis=1) < 20))
+    print(f"export: intention model (text encoder in the graph) reloaded in a fresh process; recall@{k} against "
+          f"in-memory exact search: {recall:.4f}; oracle hr@20 with the held-out title as the query at alpha "
+          f"{alpha:g}: {hit_rates['hr@20_with_target_title']:.4f} (history only: {hit_rates['hr@20_history_only']:.4f})")
+    return {"path": str(path), f"recall@{k}_vs_exact": recall, "alpha": float(alpha), "num_users": len(users),
+            **hit_rates}
 
 
 def run_report(config: ExperimentConfig, run_dir: Path, options=None) -> None:
