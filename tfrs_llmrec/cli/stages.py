@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -214,14 +214,19 @@ def nearest_neighbour_report(dataset: PreparedDataset, item_vectors: np.ndarray,
     return "\n".join(lines)
 
 
+def _ranking_monitor(config: ExperimentConfig, dataset: PreparedDataset):
+    """train.monitor on a fixed sample of validation users: what checkpoints and early stopping follow."""
+    def ranking_metric(model) -> float:
+        return _evaluate(config, dataset, model, "valid", max_users=config.train.monitor_max_users,
+                         progress=False)["overall"][config.train.monitor]
+    return ranking_metric
+
+
 def _motir_stages(config: ExperimentConfig, dataset: PreparedDataset) -> List[Stage]:
     """MotiR's stages: ID two-tower, alignment until the mean cosine reaches the threshold, joint."""
     motir = config.model.motir
     seen_items = np.asarray(dataset.stats["item_train_counts"]) > 0
-
-    def ranking_metric(model) -> float:
-        return _evaluate(config, dataset, model, "valid", max_users=config.train.monitor_max_users,
-                         progress=False)["overall"][config.train.monitor]
+    ranking_metric = _ranking_monitor(config, dataset)
 
     def mean_cosine(model) -> float:
         # Over the items with training interactions: the others' ID embeddings never trained.
@@ -273,24 +278,19 @@ def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     steps_per_epoch = -(-train_count // config.train.batch_size)
     train_data = dataset.interactions("train", config.train.batch_size, shuffle=True, seed=config.seed,
                                       shuffle_buffer=config.train.shuffle_buffer)
-    monitor = config.train.monitor
-
-    def monitor_fn(trained) -> float:
-        summary = _evaluate(config, dataset, trained, "valid", max_users=config.train.monitor_max_users,
-                            progress=False)
-        return summary["overall"][monitor]
-
     try:
         if name == "motir":
             result = _train_motir(config, dataset, model, train_data, steps_per_epoch, run_dir)
         else:
             model.compile(make_optimizer(config.train, steps_per_epoch * config.train.epochs))
-            result = asdict(fit_with_validation(model, train_data, config.train, run_dir / "checkpoints", monitor_fn))
+            result = asdict(fit_with_validation(model, train_data, config.train, run_dir / "checkpoints",
+                                                _ranking_monitor(config, dataset)))
     except tf.errors.DataLossError as error:
         # tf.data does not say which shard is corrupt; the dataset finds and names it.
         raise dataset.explain_data_loss(error, "train") from None
     write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": name, **result})
-    log.info("trained %s: %d epochs, best %s %.4f at epoch %d (%.1fs)", name, result["epochs_completed"], monitor,
+    log.info("trained %s: %d epochs, best %s %.4f at epoch %d (%.1fs)", name, result["epochs_completed"],
+             config.train.monitor,
              result["best_value"], result["best_epoch"], result["seconds"])
     _record_time(run_dir, "train", time.perf_counter() - started)
 

@@ -38,9 +38,9 @@ def stage_dir(checkpoint_root: Path, position: int, stage: str) -> Path:
     return Path(checkpoint_root) / f"{position}-{stage}"
 
 
-def fit_stages(model, stages: Sequence[Stage], train_data: tf.data.Dataset, steps_per_epoch: int,
+def fit_stages(model: StagedModel, stages: Sequence[Stage], train_data: tf.data.Dataset, steps_per_epoch: int,
                checkpoint_root: Path) -> Dict[str, TrainResult]:
-    """Runs `stages` in order on `model` (a StagedModel); returns each stage's TrainResult.
+    """Runs `stages` in order on `model` (a Keras model with `set_stage`); returns each stage's TrainResult.
 
     `train_data` is one epoch; `steps_per_epoch` is its length, for the learning-rate schedules.
     """
