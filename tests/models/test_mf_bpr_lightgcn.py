@@ -56,3 +56,14 @@ def test_mf_query_and_item_tables_have_the_configured_width():
     model = MatrixFactorizationModel(NUM_USERS, NUM_ITEMS, ModelConfig(tower=TowerConfig(dim=5)))
     assert model.item_embeddings().shape == (NUM_ITEMS, 5)
     assert model.query_embeddings(np.array([0, 7])).shape == (2, 5)
+
+
+def test_mf_tables_are_drawn_independently_and_reproducibly_from_the_seed():
+    config = ModelConfig(tower=TowerConfig(dim=4))
+    model = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, config, seed=3)
+    users, items = model.query_embeddings(np.arange(NUM_ITEMS)), model.item_embeddings()
+    assert not np.allclose(users, items)  # equal shapes, yet different draws
+    again = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, config, seed=3)
+    np.testing.assert_array_equal(again.item_embeddings(), items)
+    other = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, config, seed=4)
+    assert not np.allclose(other.item_embeddings(), items)

@@ -1,5 +1,7 @@
 """Matrix factorisation trained with BPR: one sampled negative item per (user, positive) pair."""
 
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -9,13 +11,19 @@ from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX
 from tfrs_llmrec.losses import bpr_loss, l2_regularization
 
 
+def _normal(seed: Optional[int], offset: int) -> tf.keras.initializers.Initializer:
+    return tf.keras.initializers.RandomNormal(stddev=0.1, seed=None if seed is None else seed + offset)
+
+
 class MatrixFactorizationModel(tfrs.Model):
-    def __init__(self, num_users: int, num_items: int, config: ModelConfig):
+    def __init__(self, num_users: int, num_items: int, config: ModelConfig, seed: Optional[int] = None):
         super().__init__()
         self.num_items = num_items
-        initializer = tf.keras.initializers.RandomNormal(stddev=0.1)
-        self.user_embedding = tf.keras.layers.Embedding(num_users, config.tower.dim, embeddings_initializer=initializer)
-        self.item_embedding = tf.keras.layers.Embedding(num_items, config.tower.dim, embeddings_initializer=initializer)
+        # One initializer per table: a shared unseeded one would repeat its draws across tables.
+        self.user_embedding = tf.keras.layers.Embedding(num_users, config.tower.dim,
+                                                        embeddings_initializer=_normal(seed, 0))
+        self.item_embedding = tf.keras.layers.Embedding(num_items, config.tower.dim,
+                                                        embeddings_initializer=_normal(seed, 1))
         self.l2_weight = config.l2_weight
 
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:

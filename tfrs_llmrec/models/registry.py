@@ -34,7 +34,7 @@ def build_retrieval_model(name: str, config: ModelConfig, num_users: int, item_t
     if name == "two_tower":
         return TwoTowerModel(num_users, num_items, item_train_counts, config)
     if name == "mf_bpr":
-        return MatrixFactorizationModel(num_users, num_items, config)
+        return MatrixFactorizationModel(num_users, num_items, config, seed=seed)
     if name == "lightgcn":
         return LightGCNModel(num_users, num_items, train_pairs[0], train_pairs[1], config)
     if name == "motir":
