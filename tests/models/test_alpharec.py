@@ -22,7 +22,7 @@ def user_items(users, items, num_users):
 
 
 def mean_user_vectors(item_vectors, users, items, num_users):
-    """What the features job writes: the mean of each user's (unique) training items' vectors."""
+    """The mean of each user's (unique) training items' vectors."""
     return np.stack([item_vectors[row].mean(axis=0) for row in user_items(users, items, num_users)])
 
 
@@ -36,8 +36,13 @@ def config(**overrides):
 def build(model_config=None, num_users=NUM_USERS, num_items=NUM_ITEMS, pairs=PAIRS, seed=0):
     item_vectors = catalogue(num_items, seed)
     users, items = pairs[:, 0], pairs[:, 1]
-    return AlphaRecModel(item_vectors, mean_user_vectors(item_vectors, users, items, num_users), users, items,
-                         model_config or config(), seed=seed)
+    return AlphaRecModel(item_vectors, num_users, users, items, model_config or config(), seed=seed)
+
+
+def test_user_inputs_are_the_means_of_their_distinct_training_items():
+    model = build()  # user 0 has item 1 twice
+    expected = mean_user_vectors(catalogue(NUM_ITEMS), PAIRS[:, 0], PAIRS[:, 1], NUM_USERS)
+    np.testing.assert_allclose(model.user_vectors.numpy(), expected, rtol=1e-6, atol=1e-7)
 
 
 def randomize_mlp(model, seed=1):

@@ -30,9 +30,8 @@ def build_model(item_vectors, num_users=NUM_USERS, seed=0):
     num_items = len(item_vectors)
     users = np.repeat(np.arange(num_users), 3)
     items = rng.integers(0, num_items, size=len(users))
-    user_vectors = np.stack([item_vectors[items[users == user]].mean(axis=0) for user in range(num_users)])
     config = ModelConfig(tower=TowerConfig(dim=6), semantic=SemanticTowerConfig(hidden_dims=[16]), lightgcn_layers=2)
-    return AlphaRecModel(item_vectors, user_vectors, users, items, config, seed=seed)
+    return AlphaRecModel(item_vectors, num_users, users, items, config, seed=seed)
 
 
 def requests(texts):

@@ -71,8 +71,8 @@ def _train_pairs(dataset: PreparedDataset) -> Tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(len(train), dtype=np.int64), train.lengths()), train.indices.astype(np.int64)
 
 
-def _semantic_vectors(config: ExperimentConfig, dataset: PreparedDataset) -> Tuple[np.ndarray, np.ndarray]:
-    """(item vectors of the configured semantic source, each user's mean over their distinct training items)."""
+def _semantic_item_vectors(config: ExperimentConfig, dataset: PreparedDataset) -> np.ndarray:
+    """The items' vectors of the configured semantic source, from the features job."""
     from beam_jobs.features import run_features as build_features
     from tfrs_llmrec.data.features import SemanticFeatures
 
@@ -80,24 +80,14 @@ def _semantic_vectors(config: ExperimentConfig, dataset: PreparedDataset) -> Tup
     source = config.model.semantic.source
     if source == "motivation" and not features.has_motivation.any():
         raise StageError("model.semantic.source: 'motivation' needs LLM motivations; set features.llm.backend")
-    item_vectors = features.item_vectors[source]
-    users, items = _train_pairs(dataset)
-    keys = np.unique(users * dataset.num_items + items)
-    users, items = keys // dataset.num_items, keys % dataset.num_items
-    sums = np.zeros((dataset.num_users, item_vectors.shape[1]), np.float64)
-    np.add.at(sums, users, item_vectors[items])
-    counts = np.bincount(users, minlength=dataset.num_users)[:, np.newaxis]
-    return item_vectors, (sums / np.maximum(counts, 1)).astype(np.float32)
+    return features.item_vectors[source]
 
 
 def _build(config: ExperimentConfig, dataset: PreparedDataset, name: str):
     stats = dataset.stats
-    item_vectors = user_vectors = None
-    if name in SEMANTIC_MODELS:
-        item_vectors, user_vectors = _semantic_vectors(config, dataset)
+    item_vectors = _semantic_item_vectors(config, dataset) if name in SEMANTIC_MODELS else None
     return build_retrieval_model(name, config.model, stats["num_users"], stats["item_train_counts"],
-                                 train_pairs=_train_pairs(dataset), item_vectors=item_vectors,
-                                 user_vectors=user_vectors, seed=config.seed)
+                                 train_pairs=_train_pairs(dataset), item_vectors=item_vectors, seed=config.seed)
 
 
 def _query_function(model, histories: np.ndarray):

@@ -1,7 +1,7 @@
 """AlphaRec ("Language Representations Can Be What Recommenders Need", Sheng et al., 2024).
 
 There are no ID embeddings. An item's input is its frozen language-model vector; a user's input
-is the mean of their training items' vectors (precomputed by the features job). Both go through
+is the mean of their distinct training items' vectors. Both go through
 the same trainable MLP (the `SemanticItemTower`'s), then LightGCN propagation over the normalised
 user-item training graph (layer mean), and the model trains with InfoNCE on cosine similarities.
 
@@ -87,23 +87,34 @@ class AlphaRecFoldInTower(tf.Module):
                         self.item_inverse_sqrt_degree, self.layer_weights)
 
 
+def mean_item_vectors(item_vectors: np.ndarray, num_users: int, edge_users: np.ndarray,
+                      edge_items: np.ndarray) -> np.ndarray:
+    """[U, d_sem]: each user's mean over the vectors of their (distinct) edge items; zeros without edges."""
+    sums = np.zeros((num_users, item_vectors.shape[1]), np.float64)
+    np.add.at(sums, edge_users, item_vectors[edge_items])
+    counts = np.bincount(edge_users, minlength=num_users)[:, np.newaxis]
+    return (sums / np.maximum(counts, 1)).astype(np.float32)
+
+
 class AlphaRecModel(tfrs.Model):
-    """AlphaRec over `item_vectors` [I, d_sem] and `user_vectors` [U, d_sem] (both frozen), with
-    the graph of the training interactions `train_users`/`train_items`.
+    """AlphaRec over frozen `item_vectors` [I, d_sem] for `num_users` users, with the graph of the
+    training interactions `train_users`/`train_items`; each user's frozen input vector is the mean
+    of their distinct training items' vectors, as a fold-in query computes it from a history.
 
     Trains only the semantic MLP. Negatives: `config.num_sampled_negatives` items drawn uniformly
     and shared by the batch, or, when that is 0, the batch's other positives.
     """
 
-    def __init__(self, item_vectors: np.ndarray, user_vectors: np.ndarray, train_users: np.ndarray,
+    def __init__(self, item_vectors: np.ndarray, num_users: int, train_users: np.ndarray,
                  train_items: np.ndarray, config: ModelConfig, seed: Optional[int] = None):
         super().__init__()
         item_vectors = np.asarray(item_vectors, np.float32)
-        user_vectors = np.asarray(user_vectors, np.float32)
-        if user_vectors.ndim != 2 or item_vectors.ndim != 2 or user_vectors.shape[1] != item_vectors.shape[1]:
-            raise ValueError(f"user_vectors {user_vectors.shape} and item_vectors {item_vectors.shape} must be "
-                             "[count, d_sem] arrays of the same d_sem")
-        self.num_users, self.num_items = len(user_vectors), len(item_vectors)
+        if item_vectors.ndim != 2:
+            raise ValueError(f"item_vectors must be a [num_items, d_sem] array, got shape {item_vectors.shape}")
+        self.num_users, self.num_items = num_users, len(item_vectors)
+        edges = np.unique(np.asarray(train_users, np.int64) * self.num_items + np.asarray(train_items, np.int64))
+        edge_users, edge_items = edges // self.num_items, edges % self.num_items
+        user_vectors = mean_item_vectors(item_vectors, num_users, edge_users, edge_items)
         self.item_tower = SemanticItemTower(item_vectors, config.tower.dim, config.semantic.hidden_dims,
                                             activation=config.semantic.activation, l2_normalize=False, seed=seed)
         self.history_tower = SemanticHistoryQueryTower(self.item_tower, l2_normalize=False,
@@ -111,8 +122,7 @@ class AlphaRecModel(tfrs.Model):
         self.user_vectors = self.add_weight(name="user_vectors", shape=user_vectors.shape, dtype=tf.float32,
                                             initializer=tf.keras.initializers.Constant(user_vectors), trainable=False)
         self.adjacency = normalized_adjacency(self.num_users, self.num_items, train_users, train_items)
-        edges = np.unique(np.asarray(train_users, np.int64) * self.num_items + np.asarray(train_items, np.int64))
-        item_degree = np.bincount(edges % self.num_items, minlength=self.num_items)
+        item_degree = np.bincount(edge_items, minlength=self.num_items)
         # An item without training edges counts as having the folded-in user as its only neighbour.
         self.item_inverse_sqrt_degree = tf.constant(1.0 / np.sqrt(np.maximum(item_degree, 1)), tf.float32)
         self.propagation = LightGCNPropagation(config.lightgcn_layers)

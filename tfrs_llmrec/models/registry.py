@@ -20,10 +20,9 @@ GRAPH_MODELS = ("lightgcn", "alpharec")
 
 def build_retrieval_model(name: str, config: ModelConfig, num_users: int, item_train_counts,
                           train_pairs: Optional[Tuple[np.ndarray, np.ndarray]] = None,
-                          item_vectors: Optional[np.ndarray] = None, user_vectors: Optional[np.ndarray] = None,
-                          seed: Optional[int] = None) -> RetrievalModel:
+                          item_vectors: Optional[np.ndarray] = None, seed: Optional[int] = None) -> RetrievalModel:
     """`train_pairs` (users, items) of the training split are needed by the graph models;
-    `item_vectors` [I, d] by the semantic models and `user_vectors` [U, d] by AlphaRec."""
+    `item_vectors` [I, d] by the semantic models."""
     num_items = len(item_train_counts)
     if name in GRAPH_MODELS and train_pairs is None:
         raise ValueError(f"{name} needs the training interactions (train_pairs)")
@@ -40,9 +39,7 @@ def build_retrieval_model(name: str, config: ModelConfig, num_users: int, item_t
     if name == "motir":
         return MotiRModel(num_users, item_vectors, item_train_counts, config, seed=seed)
     if name == "alpharec":
-        if user_vectors is None:
-            raise ValueError("alpharec needs the users' semantic vectors (user_vectors)")
-        return AlphaRecModel(item_vectors, user_vectors, train_pairs[0], train_pairs[1], config, seed=seed)
+        return AlphaRecModel(item_vectors, num_users, train_pairs[0], train_pairs[1], config, seed=seed)
     raise ValueError(f"unknown model {name!r}")
 
 
