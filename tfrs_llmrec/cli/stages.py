@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfrs_llmrec.atomic_files import write_json_atomically
 from tfrs_llmrec.config import ConfigError, ExperimentConfig, TrainConfig, config_hash, load_experiment, to_dict
-from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets, select_rows
+from tfrs_llmrec.data.dataset import EvalTargets, PreparedDataset, load_eval_targets, select_rows
 from tfrs_llmrec.data.spec import HISTORY, USER_INDEX
 from tfrs_llmrec.evaluation import evaluate_retrieval, mean_by_popularity_bucket
 from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
@@ -94,27 +94,36 @@ def _query_function(model, histories: np.ndarray):
     return lambda users: model.query_embeddings(users, histories[users])
 
 
+def _evaluate_queries(config: ExperimentConfig, dataset: PreparedDataset, targets: EvalTargets, query_fn,
+                      item_embeddings: np.ndarray, rows=None, progress=True) -> dict:
+    """The evaluator's summary for `query_fn` on `targets`, or on its rows `rows` only."""
+    users, targets_indptr, targets_indices = targets.users, targets.targets_indptr, targets.targets_indices
+    exclude_indptr, exclude_indices = targets.exclude_indptr, targets.exclude_indices
+    if rows is not None:
+        chosen_targets = select_rows(targets.targets, rows, sort_within=False)
+        chosen_exclude = select_rows(targets.exclude, rows, sort_within=False)
+        users, targets_indptr, targets_indices = users[rows], chosen_targets.indptr, chosen_targets.indices
+        exclude_indptr, exclude_indices = chosen_exclude.indptr, chosen_exclude.indices
+    stats = dataset.stats
+    evaluation = evaluate_retrieval(
+        query_fn, item_embeddings, users, targets_indptr, targets_indices, exclude_indptr, exclude_indices,
+        ks=config.eval.ks, item_is_head=np.asarray(stats["item_is_head"], bool),
+        user_is_active=np.asarray(stats["user_is_active"], bool),
+        item_popularity=np.asarray(stats["item_train_counts"]), batch_size=config.eval.batch_size,
+        item_chunk=config.eval.item_chunk, progress=progress)
+    return evaluation.summary
+
+
 def _evaluate(config: ExperimentConfig, dataset: PreparedDataset, model, split: str, max_users=None,
               progress=True) -> dict:
     targets = load_eval_targets(dataset, split)
     histories, _ = dataset.query_histories(split)
-    users, targets_indptr, targets_indices = targets.users, targets.targets_indptr, targets.targets_indices
-    exclude_indptr, exclude_indices = targets.exclude_indptr, targets.exclude_indices
-    if max_users is not None and len(users) > max_users:
+    rows = None
+    if max_users is not None and len(targets.users) > max_users:
         # A fixed, seeded sample of users so the monitor is comparable across epochs.
-        chosen = np.sort(np.random.default_rng(config.seed).choice(len(users), max_users, replace=False))
-        chosen_targets = select_rows(targets.targets, chosen, sort_within=False)
-        chosen_exclude = select_rows(targets.exclude, chosen, sort_within=False)
-        users, targets_indptr, targets_indices = users[chosen], chosen_targets.indptr, chosen_targets.indices
-        exclude_indptr, exclude_indices = chosen_exclude.indptr, chosen_exclude.indices
-    stats = dataset.stats
-    evaluation = evaluate_retrieval(
-        _query_function(model, histories), model.item_embeddings(), users, targets_indptr, targets_indices,
-        exclude_indptr, exclude_indices, ks=config.eval.ks,
-        item_is_head=np.asarray(stats["item_is_head"], bool), user_is_active=np.asarray(stats["user_is_active"], bool),
-        item_popularity=np.asarray(stats["item_train_counts"]), batch_size=config.eval.batch_size,
-        item_chunk=config.eval.item_chunk, progress=progress)
-    return evaluation.summary
+        rows = np.sort(np.random.default_rng(config.seed).choice(len(targets.users), max_users, replace=False))
+    return _evaluate_queries(config, dataset, targets, _query_function(model, histories), model.item_embeddings(),
+                             rows, progress)
 
 
 MOTIR_STAGES = ("id", "align", "joint")
@@ -360,18 +369,19 @@ def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         print(f"export: {kind} index reloaded in a fresh process; recall@{found.shape[1]} against exact "
               f"brute force on {len(sample)} users: {recall:.4f}")
     if name == "alpharec":
-        manifest["intention"] = _export_intention(config, dataset, tower, item_embeddings, inputs["history"],
-                                                  export_dir)
+        manifest["intention"] = _export_intention(config, dataset, tower, item_embeddings, sample, inputs["history"],
+                                                  id_to_index, export_dir)
     write_json_atomically(export_dir / "export.json", manifest)
     _record_time(run_dir, "export", time.perf_counter() - started)
 
 
 def _export_intention(config: ExperimentConfig, dataset: PreparedDataset, tower, item_embeddings: np.ndarray,
-                      histories: np.ndarray, export_dir: Path) -> dict:
+                      users: np.ndarray, histories: np.ndarray, id_to_index: Dict[str, int], export_dir: Path) -> dict:
     """Saves the (history, query text) -> top-K SavedModel with the text encoder inside, reloads it in
-    a fresh process and compares it with the in-memory queries. The query texts are the titles of
-    the users' validation items (every other row blank, which must serve the history alone); the
-    same texts measure, as an oracle, how far a stated intention moves the held-out item up."""
+    a fresh process and compares it with the in-memory queries for `users` (with their `histories`).
+    The query texts are the titles of the users' held-out items of the evaluated split (every other
+    row blank, which must serve the history alone); the same texts measure with the evaluator, as an
+    oracle, how far a stated intention moves the held-out item up."""
     from tfrs_llmrec.encoders import build_encoder
     from tfrs_llmrec.serving.intention import intention_queries, save_intention_index_model
 
@@ -379,36 +389,41 @@ def _export_intention(config: ExperimentConfig, dataset: PreparedDataset, tower,
     if text_encoder is None:
         log.info("intention export skipped: encoder kind %s has no in-graph module", config.features.encoder.kind)
         return {"skipped": f"encoder kind {config.features.encoder.kind} has no in-graph module"}
-    targets = load_eval_targets(dataset, "valid")
-    first_target = dict(zip(targets.users.tolist(), targets.targets_indices[targets.targets_indptr[:-1]].tolist()))
-    users = np.array([user for user in range(len(histories)) if user in first_target], dtype=np.int64)
+    targets = load_eval_targets(dataset, config.eval.split)
+    row_of_user = {user: row for row, user in enumerate(targets.users.tolist())}
+    evaluated = np.array([position for position, user in enumerate(users.tolist()) if user in row_of_user],
+                         dtype=np.int64)
+    users, histories = users[evaluated], histories[evaluated]
+    rows = np.array([row_of_user[user] for user in users.tolist()], dtype=np.int64)
     titles = dataset.item_table().titles
-    texts = np.array([titles[first_target[user]] if row % 2 == 0 else "" for row, user in enumerate(users)])
+    texts = np.array([titles[targets.targets_indices[targets.targets_indptr[row]]] if position % 2 == 0 else ""
+                      for position, row in enumerate(rows)])
     alpha = np.float32(config.model.alpharec.intention_alpha)
     k = min(config.export.top_k, len(item_embeddings))
 
-    queries = intention_queries(tower, text_encoder, histories[users], texts, alpha).numpy()
+    queries = intention_queries(tower, text_encoder, histories, texts, alpha).numpy()
     exact = np.argsort(-(queries @ item_embeddings.T), axis=1, kind="stable")[:, :k]
     index = build_index(IndexSettings("brute_force", k), item_embeddings, dataset.item_ids())
     path = save_intention_index_model(tower, text_encoder, index, dataset.stats["max_history"],
                                       export_dir / "intention_brute_force")
-    returned = check_in_fresh_process(path, {"history": histories[users], "query_text": texts, "alpha": alpha})
-    id_to_index = {item_id: index for index, item_id in enumerate(dataset.item_ids())}
+    returned = check_in_fresh_process(path, {"history": histories, "query_text": texts, "alpha": alpha})
     found = np.vectorize(id_to_index.__getitem__)(returned["item_ids"])
     recall = top_k_recall(found, exact)
 
-    with_text = users[::2]
-    history_only = intention_queries(tower, text_encoder, histories[with_text], np.full(len(with_text), ""), alpha)
+    with_text = slice(None, None, 2)
+    history_only = intention_queries(tower, text_encoder, histories[with_text], np.full(len(rows[with_text]), ""),
+                                     alpha).numpy()
+    position_of_user = np.full(dataset.num_users, -1, np.int64)
+    position_of_user[users[with_text]] = np.arange(len(rows[with_text]))
     hit_rates = {}
-    for label, query in (("history_only", history_only.numpy()), ("with_target_title", queries[::2])):
-        scores = query @ item_embeddings.T
-        rows, columns = np.nonzero(histories[with_text] >= 0)
-        scores[rows, histories[with_text][rows, columns]] = -np.inf  # already-seen items are never recommended
-        target_scores = scores[np.arange(len(with_text)), [first_target[user] for user in with_text]]
-        hit_rates[f"hr@20_{label}"] = float(np.mean((scores > target_scores[:, np.newaxis]).sum(axis=1) < 20))
+    for label, query in (("history_only", history_only), ("with_target_title", queries[with_text])):
+        overall = _evaluate_queries(config, dataset, targets, lambda batch, query=query: query[position_of_user[batch]],
+                                    item_embeddings, rows[with_text], progress=False)["overall"]
+        hit_rates.update({f"hr@{cutoff}_{label}": overall[f"hr@{cutoff}"] for cutoff in config.eval.ks})
     print(f"export: intention model (text encoder in the graph) reloaded in a fresh process; recall@{k} against "
-          f"in-memory exact search: {recall:.4f}; oracle hr@20 with the held-out title as the query at alpha "
-          f"{alpha:g}: {hit_rates['hr@20_with_target_title']:.4f} (history only: {hit_rates['hr@20_history_only']:.4f})")
+          f"in-memory exact search: {recall:.4f}; oracle hit rates with the held-out title as the query at alpha "
+          f"{alpha:g}: " + ", ".join(f"hr@{cutoff} {hit_rates[f'hr@{cutoff}_with_target_title']:.4f} (history only "
+                                     f"{hit_rates[f'hr@{cutoff}_history_only']:.4f})" for cutoff in config.eval.ks))
     return {"path": str(path), f"recall@{k}_vs_exact": recall, "alpha": float(alpha), "num_users": len(users),
             **hit_rates}
 
