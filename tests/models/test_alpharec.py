@@ -87,10 +87,9 @@ def test_loss_matches_a_numpy_computation(num_negatives):
     batch = {USER_INDEX: tf.constant([0, 2, 4, 1], tf.int64), ITEM_INDEX: tf.constant([1, 4, 5, 3], tf.int64)}
     negative_ids = None
     if num_negatives:
-        # Same global seed, same first random op: the negatives compute_loss draws.
-        tf.random.set_seed(11)
-        negative_ids = tf.random.uniform([num_negatives], 0, NUM_ITEMS, dtype=tf.int64).numpy()
-        tf.random.set_seed(11)
+        # The stateless draw compute_loss makes (seeded by model seed, call site and step).
+        negative_ids = model.uniform_items(model.negatives_site, [num_negatives], NUM_ITEMS,
+                                           per_replica=False).numpy()
     loss = float(model.compute_loss(batch))
     expected = numpy_loss(model, [0, 2, 4, 1], [1, 4, 5, 3], negative_ids, temperature=0.2)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from tfrs_llmrec.config.schema import ModelConfig, TowerConfig
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX
-from tfrs_llmrec.models import LightGCNModel, MatrixFactorizationModel, build_retrieval_model
+from tfrs_llmrec.models import LightGCNModel, MatrixFactorizationModel, ModelInputs, build_model
 
 NUM_USERS, NUM_ITEMS = 8, 16
 
@@ -32,7 +32,7 @@ def top2(model):
 def test_bpr_models_learn_each_users_items(name):
     tf.keras.utils.set_random_seed(0)
     config = ModelConfig(tower=TowerConfig(dim=8), l2_weight=0.0, lightgcn_layers=1)
-    model = build_retrieval_model(name, config, NUM_USERS, np.full(NUM_ITEMS, 2), train_pairs=pairs())
+    model = build_model(name, config, ModelInputs(NUM_USERS, np.full(NUM_ITEMS, 2), train_pairs=pairs()))
     model.compile(tf.keras.optimizers.Adam(0.05))
     losses = model.fit(dataset(), epochs=15, verbose=0).history["loss"]
     assert losses[-1] < 0.5 * losses[0]
@@ -49,7 +49,7 @@ def test_lightgcn_with_zero_layers_scores_like_its_raw_embeddings():
 
 def test_lightgcn_needs_the_training_graph():
     with pytest.raises(ValueError, match="train_pairs"):
-        build_retrieval_model("lightgcn", ModelConfig(), NUM_USERS, np.ones(NUM_ITEMS))
+        build_model("lightgcn", ModelConfig(), ModelInputs(NUM_USERS, np.ones(NUM_ITEMS)))
 
 
 def test_mf_query_and_item_tables_have_the_configured_width():

@@ -16,16 +16,15 @@ def test_log_q_is_expected_count_in_candidate_set():
 
 
 def test_popularity_sampler_follows_counts():
-    tf.random.set_seed(0)
     task = SampledRetrievalTask([1, 0, 9], num_sampled_negatives=20000, negative_sampler="popularity")
-    samples = task.sample_negatives().numpy()
+    samples = task.sample_negatives(tf.constant([0, 1], tf.int64)).numpy()
     assert set(np.unique(samples)) <= {0, 2}
     assert np.mean(samples == 2) == pytest.approx(0.9, abs=0.02)
 
 
 def test_uniform_sampler_covers_catalogue():
-    tf.random.set_seed(0)
-    samples = SampledRetrievalTask([1, 0, 9], num_sampled_negatives=3000).sample_negatives().numpy()
+    samples = SampledRetrievalTask([1, 0, 9], num_sampled_negatives=3000).sample_negatives(
+        tf.constant([0, 1], tf.int64)).numpy()
     assert set(np.unique(samples)) == {0, 1, 2}
 
 
@@ -39,3 +38,18 @@ def test_without_negatives_uses_in_batch_only():
 def test_rejects_empty_counts():
     with pytest.raises(ValueError, match="item_train_counts"):
         SampledRetrievalTask([0, 0])
+
+
+def test_same_seed_same_negatives_other_seed_others():
+    task = SampledRetrievalTask(np.ones(1000), num_sampled_negatives=50)
+    first, again, other = (task.sample_negatives(tf.constant(seed, tf.int64)).numpy()
+                           for seed in ([3, 4], [3, 4], [3, 5]))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_sampled_negatives_need_a_seed():
+    task = SampledRetrievalTask([1, 1], num_sampled_negatives=2)
+    table = tf.eye(2)
+    with pytest.raises(ValueError, match="seed"):
+        task(table, tf.constant([0, 1], tf.int64), lambda ids: tf.gather(table, ids))

@@ -8,14 +8,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from tfrs_llmrec._keras_env import use_legacy_keras
 
 use_legacy_keras()
 
 from tfrs_llmrec import __version__  # noqa: E402
-from tfrs_llmrec.atomic_files import write_atomically  # noqa: E402
 from tfrs_llmrec.config import ConfigError, ExperimentConfig, dump_yaml, load_experiment  # noqa: E402
 
 log = logging.getLogger("llmrec")
@@ -26,6 +25,8 @@ class StageOptions:
     """Command-line settings that are not part of the experiment (they do not change results)."""
 
     beam_options: Tuple[str, ...] = ()
+    # The process's place in a distributed job (tfrs_llmrec.training.Distribution); None: one process.
+    distribution: Any = None
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -38,6 +39,8 @@ class Stage:
     name: str
     summary: str
     function: str
+    # Every process of a distributed job runs it (training); otherwise only the chief does.
+    all_processes: bool = False
 
     def runner(self) -> Callable[[ExperimentConfig, Path, "StageOptions"], None]:
         from tfrs_llmrec.cli import stages
@@ -48,7 +51,7 @@ class Stage:
 STAGES: Sequence[Stage] = (
     Stage("data", "Beam ingestion: raw logs -> k-core, splits, vocabularies, TFRecords, stats", "run_data"),
     Stage("features", "Beam job: language-model vectors, LLM texts, RQ-VAE semantic IDs", "run_features"),
-    Stage("train", "fit the configured model with checkpoints and early stopping", "run_train"),
+    Stage("train", "fit the configured model with checkpoints and early stopping", "run_train", all_processes=True),
     Stage("evaluate", "full-ranking metrics, overall and head/tail, metrics.json", "run_evaluate"),
     Stage("export", "query SavedModel plus BruteForce/ScaNN index SavedModels, reloaded and checked",
           "run_export"),
@@ -74,6 +77,12 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the local FnApiRunner")
 
 
+def _add_restart_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the run directory's checkpoints and outputs and start fresh (needed when "
+                             "the config changed under the same name)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmrec", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         sub = commands.add_parser(stage.name, help=stage.summary, description=stage.summary)
         _add_config_arguments(sub)
+        if stage.name == "train":
+            _add_restart_argument(sub)
+
+    launch = commands.add_parser(
+        "launch", help="train with N local MultiWorkerMirroredStrategy workers (loopback ports, TF_CONFIG)",
+        description="Start N `llmrec train` workers on this host, each with its TF_CONFIG, with "
+                    "train.strategy=multi_worker; if one fails, the others are stopped and the launch fails.")
+    launch.add_argument("--workers", type=int, required=True, help="number of worker processes")
+    launch.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="stop every worker and fail after this long")
+    _add_config_arguments(launch)
+    _add_restart_argument(launch)
 
     serve = commands.add_parser("serve", help="serve an exported model's top-K signature over HTTP",
                                 description="Serve an exported query+index SavedModel over HTTP.")
@@ -103,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "export -> report",
                               description="Run every stage of an experiment in order.")
     _add_config_arguments(run)
+    _add_restart_argument(run)
     run.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan")
 
     commands.add_parser("doctor", help="verify the installed stack and print a table of checks",
@@ -124,29 +146,45 @@ def _run_dir(config: ExperimentConfig) -> Path:
     return Path(config.output_dir) / config.name
 
 
-def _write_resolved_config(config: ExperimentConfig, run_dir: Path) -> Path:
-    text = dump_yaml(config)
-    return write_atomically(run_dir / "config.yaml", lambda handle: handle.write(text))
+def _claim(config: ExperimentConfig, options: StageOptions, restart: bool) -> None:
+    """The chief records the config in the run directory (refusing another config's run); the
+    other processes wait until it has."""
+    from tfrs_llmrec.training.run_dir import claim_run_dir
+
+    distribution = options.distribution
+    if distribution is None or distribution.is_chief:
+        claim_run_dir(config, _run_dir(config), restart=restart)
+    if distribution is not None:
+        distribution.barrier()
 
 
-def command_run(config: ExperimentConfig, dry_run: bool, options: "StageOptions") -> int:
+def _run_stage(stage: Stage, config: ExperimentConfig, options: StageOptions) -> None:
+    distribution = options.distribution
+    if stage.all_processes or distribution is None or distribution.is_chief:
+        stage.runner()(config, _run_dir(config), options)
+
+
+def command_run(config: ExperimentConfig, dry_run: bool, options: StageOptions, restart: bool) -> int:
     run_dir = _run_dir(config)
     if dry_run:
         print(dump_yaml(config), end="")
         for stage in STAGES:
             print(f"  {stage.name:<9} {stage.summary}")
         return EXIT_OK
-    written = _write_resolved_config(config, run_dir)
-    log.info("run %s: resolved config written to %s", config.name, written)
+    _claim(config, options, restart)
+    log.info("run %s: resolved config in %s", config.name, run_dir / "config.yaml")
     for stage in STAGES:
         log.info("stage %s: %s", stage.name, stage.summary)
-        stage.runner()(config, run_dir, options)
-    print(f"llmrec run: stages {', '.join(stage.name for stage in STAGES)} completed; outputs in {run_dir}")
+        _run_stage(stage, config, options)
+    if options.distribution is None or options.distribution.is_chief:
+        print(f"llmrec run: stages {', '.join(stage.name for stage in STAGES)} completed; outputs in {run_dir}")
     return EXIT_OK
 
 
-def command_stage(stage: Stage, config: ExperimentConfig, options: "StageOptions") -> int:
-    stage.runner()(config, _run_dir(config), options)
+def command_stage(stage: Stage, config: ExperimentConfig, options: StageOptions, restart: bool = False) -> int:
+    if stage.name == "train":
+        _claim(config, options, restart)
+    _run_stage(stage, config, options)
     return EXIT_OK
 
 
@@ -161,23 +199,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "serve":
             print("llmrec serve: not available yet (lands with the serving/TFX issue)", file=sys.stderr)
             return EXIT_UNAVAILABLE
+        if args.command == "launch":
+            from tfrs_llmrec.cli.launch import launch_workers
+
+            load_experiment(args.config, args.overrides)  # a bad config fails here, not in N workers
+            return launch_workers(args.workers, args.config, args.overrides, args.beam_options, args.restart,
+                                  args.timeout)
         config = load_experiment(args.config, args.overrides)
-        options = StageOptions(beam_options=tuple(args.beam_options))
+        distribution = None
+        if args.command in ("train", "run") and not getattr(args, "dry_run", False):
+            from tfrs_llmrec.distributed import make_distribution
+
+            # Before any other TensorFlow work: MultiWorkerMirroredStrategy must configure collectives first.
+            distribution = make_distribution(config.train)
+        options = StageOptions(beam_options=tuple(args.beam_options), distribution=distribution)
         if args.command == "run":
-            return command_run(config, args.dry_run, options)
+            return command_run(config, args.dry_run, options, args.restart)
         if args.command == "pipeline":
             print("llmrec pipeline: not available yet (lands with the TFX pipeline issue)", file=sys.stderr)
             return EXIT_UNAVAILABLE
-        return command_stage(STAGE_BY_NAME[args.command], config, options)
+        return command_stage(STAGE_BY_NAME[args.command], config, options, getattr(args, "restart", False))
     except ConfigError as error:
         print(f"llmrec: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:
-        # Data and stage errors already name their file: one line, not a traceback.
+        # Data, stage, checkpoint and strategy errors already name their file or key: one line, not a traceback.
         from tfrs_llmrec.cli.stages import StageError
         from tfrs_llmrec.data.errors import DataError
+        from tfrs_llmrec.distributed import StrategyError
+        from tfrs_llmrec.training import CheckpointError, Preempted
+        from tfrs_llmrec.training.run_dir import RunConfigMismatch
 
-        if not isinstance(error, (DataError, StageError)):
+        if isinstance(error, Preempted):
+            print(f"llmrec {args.command}: {error}", file=sys.stderr)
+            return Preempted.exit_code
+        if isinstance(error, (RunConfigMismatch, StrategyError)):
+            print(f"llmrec {args.command}: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        if not isinstance(error, (DataError, StageError, CheckpointError)):
             raise
         print(f"llmrec {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILURE

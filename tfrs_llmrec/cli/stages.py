@@ -16,23 +16,23 @@ import logging
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tfrs_llmrec.atomic_files import write_json_atomically
-from tfrs_llmrec.config import ConfigError, ExperimentConfig, TrainConfig, config_hash, load_experiment, to_dict
-from tfrs_llmrec.data.dataset import EvalTargets, PreparedDataset, load_eval_targets, select_rows
+from tfrs_llmrec.config import ConfigError, ExperimentConfig, config_hash, load_experiment, to_dict
+from tfrs_llmrec.data.dataset import EvalTargets, PreparedDataset, load_eval_targets, prepared_dataset_dir, select_rows
 from tfrs_llmrec.data.spec import HISTORY, USER_INDEX
 from tfrs_llmrec.evaluation import evaluate_retrieval, mean_by_popularity_bucket
 from tfrs_llmrec.evaluation.report import write_html_report, write_metrics_json
-from tfrs_llmrec.models import SEMANTIC_MODELS, build_retrieval_model, is_trainable
+from tfrs_llmrec.models import ModelInputs, build_model, is_trainable, model_spec
 from tfrs_llmrec.models.alpharec import restore_semantic_mlp
 from tfrs_llmrec.serving import (IndexSettings, build_index, check_in_fresh_process, save_index_model,
                                  save_query_model, top_k_recall)
-from tfrs_llmrec.training import (Stage, fit_stages, fit_with_validation, make_optimizer, set_global_determinism,
-                                  stage_dir)
+from tfrs_llmrec.training import (Distribution, TerminationRequest, final_stage_dir, fit_stages, global_batch_size,
+                                  set_global_determinism, set_precision)
 
 log = logging.getLogger("llmrec.stages")
 
@@ -54,12 +54,32 @@ def _record_time(run_dir: Path, stage: str, seconds: float) -> None:
     write_json_atomically(path, timings)
 
 
-def prepared_dataset(config: ExperimentConfig, beam_options: Sequence[str] = ()) -> PreparedDataset:
-    """Runs the ingestion job, or reuses its complete output for this data config."""
+def prepared_dataset(config: ExperimentConfig, beam_options: Sequence[str] = (),
+                     distribution: Optional[Distribution] = None) -> PreparedDataset:
+    """Runs the ingestion job, or reuses its complete output for this data config. Under several
+    processes only the chief runs it; the others wait for it to be published."""
     from beam_jobs.ingest import run_ingestion
 
+    if distribution is not None and not distribution.is_chief:
+        root = prepared_dataset_dir(config.data, Path(config.output_dir))
+        _wait_for(root / "manifest.json", "the prepared dataset")
+        return PreparedDataset.open(root)
     root = run_ingestion(config.data, Path(config.output_dir), seed=config.seed, pipeline_args=beam_options)
     return PreparedDataset.open(root)
+
+
+def _wait_for(path: Path, what: str, timeout_s: float = 4 * 3600.0, poll_s: float = 2.0) -> None:
+    """Waits until the chief has published `path` (files appear by rename, complete)."""
+    started = time.monotonic()
+    last_report = started
+    while not path.exists():
+        now = time.monotonic()
+        if now - started > timeout_s:
+            raise StageError(f"{path}: {what} did not appear within {timeout_s:.0f} s; did the chief fail?")
+        if now - last_report > 60:
+            log.info("waiting for the chief to publish %s (%s)", what, path)
+            last_report = now
+        time.sleep(poll_s)
 
 
 def _model_names(config: ExperimentConfig) -> List[str]:
@@ -71,23 +91,33 @@ def _train_pairs(dataset: PreparedDataset) -> Tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(len(train), dtype=np.int64), train.lengths()), train.indices.astype(np.int64)
 
 
-def _semantic_item_vectors(config: ExperimentConfig, dataset: PreparedDataset) -> np.ndarray:
+def _semantic_item_vectors(config: ExperimentConfig, dataset: PreparedDataset,
+                           distribution: Optional[Distribution] = None) -> np.ndarray:
     """The items' vectors of the configured semantic source, from the features job."""
-    from beam_jobs.features import run_features as build_features
+    from beam_jobs.features import features_dir, run_features as build_features
     from tfrs_llmrec.data.features import SemanticFeatures
 
-    features = SemanticFeatures.open(build_features(config.features, dataset, seed=config.seed))
+    if distribution is not None and not distribution.is_chief:
+        root = features_dir(dataset, config.features)
+        _wait_for(root / "manifest.json", "the semantic features")
+    else:
+        root = build_features(config.features, dataset, seed=config.seed)
+    features = SemanticFeatures.open(root)
     source = config.model.semantic.source
     if source == "motivation" and not features.has_motivation.any():
         raise StageError("model.semantic.source: 'motivation' needs LLM motivations; set features.llm.backend")
     return features.item_vectors[source]
 
 
-def _build(config: ExperimentConfig, dataset: PreparedDataset, name: str):
-    stats = dataset.stats
-    item_vectors = _semantic_item_vectors(config, dataset) if name in SEMANTIC_MODELS else None
-    return build_retrieval_model(name, config.model, stats["num_users"], stats["item_train_counts"],
-                                 train_pairs=_train_pairs(dataset), item_vectors=item_vectors, seed=config.seed)
+def _build(config: ExperimentConfig, dataset: PreparedDataset, name: str,
+           distribution: Optional[Distribution] = None):
+    spec = model_spec(name)
+    inputs = ModelInputs(
+        num_users=dataset.num_users, item_train_counts=dataset.item_popularity(),
+        train_pairs=_train_pairs(dataset) if spec.needs_graph else None,
+        item_vectors=_semantic_item_vectors(config, dataset, distribution) if spec.needs_item_vectors else None,
+        seed=config.seed)
+    return build_model(name, config.model, inputs)
 
 
 def _query_function(model, histories: np.ndarray):
@@ -126,15 +156,6 @@ def _evaluate(config: ExperimentConfig, dataset: PreparedDataset, model, split: 
                              rows, progress)
 
 
-MOTIR_STAGES = ("id", "align", "joint")
-
-
-def _checkpoint_dir(run_dir: Path, name: str) -> Path:
-    """Where a model's training checkpoints live; MotiR's final weights are its last stage's."""
-    checkpoints = run_dir / "checkpoints"
-    return stage_dir(checkpoints, len(MOTIR_STAGES), MOTIR_STAGES[-1]) if name == "motir" else checkpoints
-
-
 def _zero_shot_checkpoint(config: ExperimentConfig) -> str:
     """The trained AlphaRec checkpoint a zero-shot config borrows, after checking it is compatible."""
     source_dir = Path(config.model.alpharec.zero_shot_from)
@@ -163,12 +184,12 @@ def _restore(config: ExperimentConfig, dataset: PreparedDataset, run_dir: Path, 
         return model
     if not is_trainable(name, config.model):
         return model
-    best = tf.train.latest_checkpoint(str(_checkpoint_dir(run_dir, name) / "best"))
-    if best is None:
+    plans = model.stage_plans(config.train)
+    saved = sorted((final_stage_dir(run_dir / "checkpoints", plans) / "best").glob("step-*"))
+    if not saved:
         raise StageError(f"{run_dir / 'checkpoints'}: no trained {name} checkpoint; run `llmrec train` first")
-    tf.train.Checkpoint(model=model).restore(best).expect_partial()
-    if name == "motir":
-        model.set_stage(MOTIR_STAGES[-1])
+    model.set_stage(plans[-1].name)
+    tf.train.Checkpoint(model=model).read(str(saved[-1] / "ckpt")).expect_partial()
     return model
 
 
@@ -214,83 +235,74 @@ def nearest_neighbour_report(dataset: PreparedDataset, item_vectors: np.ndarray,
 
 
 def _ranking_monitor(config: ExperimentConfig, dataset: PreparedDataset):
-    """train.monitor on a fixed sample of validation users: what checkpoints and early stopping follow."""
-    def ranking_metric(model) -> float:
+    """Validation ranking metrics on a fixed sample of users: what checkpoints and early stopping follow."""
+    def ranking_metrics(model) -> Dict[str, float]:
         return _evaluate(config, dataset, model, "valid", max_users=config.train.monitor_max_users,
-                         progress=False)["overall"][config.train.monitor]
-    return ranking_metric
+                         progress=False)["overall"]
+    return ranking_metrics
 
 
-def _motir_stages(config: ExperimentConfig, dataset: PreparedDataset) -> List[Stage]:
-    """MotiR's stages: ID two-tower, alignment until the mean cosine reaches the threshold, joint."""
-    motir = config.model.motir
-    seen_items = np.asarray(dataset.stats["item_train_counts"]) > 0
-    ranking_metric = _ranking_monitor(config, dataset)
-
-    def mean_cosine(model) -> float:
-        # Over the items with training interactions: the others' ID embeddings never trained.
-        return float(model.alignment_cosines()[seen_items].mean())
-
-    def semantic_only_hits(model) -> Dict[str, float]:
-        # Table 6 of the paper: how well the aligned semantic tower alone retrieves, per checkpoint.
-        overall = _evaluate(config, dataset, model, "valid", max_users=config.train.monitor_max_users,
-                            progress=False)["overall"]
-        return {f"semantic_only_hr@{k}": overall[f"hr@{k}"] for k in config.eval.ks}
-
-    def train_config(stage) -> TrainConfig:
-        return replace(config.train, epochs=stage.epochs, learning_rate=stage.learning_rate,
-                       final_learning_rate=stage.final_learning_rate)
-
-    return [Stage("id", train_config(motir.stage1), ranking_metric),
-            Stage("align", train_config(motir.stage2), mean_cosine, monitor_name="mean_cosine",
-                  stop_at=motir.align_threshold, extra_metrics_fn=semantic_only_hits),
-            Stage("joint", train_config(motir.stage3), ranking_metric)]
-
-
-def _train_motir(config, dataset, model, train_data, steps_per_epoch: int, run_dir: Path) -> dict:
-    results = fit_stages(model, _motir_stages(config, dataset), train_data, steps_per_epoch, run_dir / "checkpoints")
-    align, joint = results["align"], results["joint"]
-    alignment = {"threshold": config.model.motir.align_threshold,
-                 "reached": align.best_value >= config.model.motir.align_threshold,
-                 "mean_cosine_per_epoch": align.history.get("val_mean_cosine", []),
-                 **{key[len("val_"):] + "_per_epoch": values for key, values in align.history.items()
-                    if key.startswith("val_semantic_only")}}
-    return {"history": {f"{stage}/{key}": values for stage, result in results.items()
-                        for key, values in result.history.items()},
-            "stages": {stage: asdict(result) for stage, result in results.items()},
-            "epochs_completed": sum(result.epochs_completed for result in results.values()),
-            "best_value": joint.best_value, "best_epoch": joint.best_epoch,
-            "seconds": sum(result.seconds for result in results.values()), "alignment": alignment}
+def _training_summary(plans, results: dict) -> dict:
+    """train_result.json: per-stage results, and the last stage's as the model's."""
+    last = list(results.values())[-1]
+    summary = {"history": {f"{stage}/{key}" if len(results) > 1 else key: values
+                           for stage, result in results.items() for key, values in result.history.items()},
+               "stages": {stage: asdict(result) for stage, result in results.items()},
+               "epochs_completed": sum(result.epochs_completed for result in results.values()),
+               "best_value": last.best_value, "best_epoch": last.best_epoch,
+               "seconds": sum(result.seconds for result in results.values())}
+    for plan in plans:
+        if plan.stop_at is not None:  # a stage that trains until a target (MotiR's alignment)
+            result = results[plan.name]
+            summary["alignment"] = {"threshold": plan.stop_at, "reached": result.best_value >= plan.stop_at,
+                                    **{key[len("val_"):] + "_per_epoch": values
+                                       for key, values in result.history.items() if key.startswith("val_")}}
+    return summary
 
 
 def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
+    """Trains the configured model under train.strategy; only the chief writes."""
+    from tfrs_llmrec.distributed import make_distribution
+
     started = time.perf_counter()
-    dataset = prepared_dataset(config)
+    distribution = (options.distribution if options is not None and options.distribution is not None
+                    else make_distribution(config.train))
+    dataset = prepared_dataset(config, distribution=distribution)
     name = config.model.name
     if not is_trainable(name, config.model):
         log.info("model %s has nothing to train", name)
-        write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": name, "history": {}, "epochs_completed": 0})
+        if distribution.is_chief:
+            write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": name, "history": {}, "epochs_completed": 0})
         return
     set_global_determinism(config.seed)
-    model = _build(config, dataset, name)
-    train_count = dataset.stats["interactions"]["train"]
-    steps_per_epoch = -(-train_count // config.train.batch_size)
-    train_data = dataset.interactions("train", config.train.batch_size, shuffle=True, seed=config.seed,
-                                      shuffle_buffer=config.train.shuffle_buffer)
+    set_precision(config.train.mixed_precision)
     try:
-        if name == "motir":
-            result = _train_motir(config, dataset, model, train_data, steps_per_epoch, run_dir)
-        else:
-            model.compile(make_optimizer(config.train, steps_per_epoch * config.train.epochs))
-            result = asdict(fit_with_validation(model, train_data, config.train, run_dir / "checkpoints",
-                                                _ranking_monitor(config, dataset)))
+        with distribution.scope():
+            model = _build(config, dataset, name, distribution)
+        model.replicas = distribution.replicas(config.train.sparse_as_dense)
+        model.jit_compile = config.train.jit_compile
+        epochs = dataset.training_epochs("train", global_batch_size(config.train, distribution.num_replicas),
+                                         config.seed, config.train.shuffle_buffer)
+        if distribution.is_chief:
+            log.info("training %s with strategy %s: %d replica(s), global batch %d, %d steps per epoch", name,
+                     distribution.name, distribution.num_replicas, epochs.global_batch_size, epochs.steps_per_epoch)
+        plans = model.stage_plans(config.train)
+        with TerminationRequest() as termination:
+            results = fit_stages(model, plans, epochs, run_dir / "checkpoints", distribution,
+                                 _ranking_monitor(config, dataset), termination)
     except tf.errors.DataLossError as error:
         # tf.data does not say which shard is corrupt; the dataset finds and names it.
         raise dataset.explain_data_loss(error, "train") from None
+    finally:
+        set_precision(False)
+    if not distribution.is_chief:
+        return
+    result = _training_summary(plans, results)
+    result.update(strategy=distribution.name, num_replicas=distribution.num_replicas,
+                  global_batch_size=epochs.global_batch_size)
     write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": name, **result})
     log.info("trained %s: %d epochs, best %s %.4f at epoch %d (%.1fs)", name, result["epochs_completed"],
-             config.train.monitor,
-             result["best_value"], result["best_epoch"], result["seconds"])
+             config.train.monitor, result["best_value"], result["best_epoch"], result["seconds"])
     _record_time(run_dir, "train", time.perf_counter() - started)
 
 
@@ -303,13 +315,12 @@ def run_evaluate(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         model = _restore(config, dataset, run_dir, name)
         summary = _evaluate(config, dataset, model, split)
         results[name] = {"summary": summary, "seconds": round(time.perf_counter() - started, 2)}
-        if name == "motir":
-            # Paper Table 2: the gate should lean on semantics for unpopular items.
-            buckets = mean_by_popularity_bucket(model.semantic_weights(), dataset.stats["item_train_counts"],
-                                                "mean_semantic_weight")
-            results[name]["semantic_weight_by_popularity_bucket"] = buckets
-            log.info("motir mean gate weight on the semantic tower, least to most popular bucket: %s",
-                     " ".join(f"{bucket['mean_semantic_weight']:.3f}" for bucket in buckets))
+        diagnostics = model.item_diagnostics() if hasattr(model, "item_diagnostics") else {}
+        for key, values in diagnostics.items():
+            buckets = mean_by_popularity_bucket(values, dataset.stats["item_train_counts"], f"mean_{key}")
+            results[name][f"{key}_by_popularity_bucket"] = buckets
+            log.info("%s mean %s per item-popularity bucket, least to most popular: %s", name, key,
+                     " ".join(f"{bucket[f'mean_{key}']:.3f}" for bucket in buckets))
         overall = summary["overall"]
         log.info("%s on %s: %s", name, split,
                  ", ".join(f"{key} {overall[key]:.4f}" for key in ("recall@20", "ndcg@20") if key in overall))
@@ -319,24 +330,18 @@ def run_evaluate(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     _record_time(run_dir, "evaluate", sum(result["seconds"] for result in results.values()))
 
 
-EXPORTABLE_MODELS = ("two_tower", "motir", "alpharec")
-
-
-def _serving_tower(model):
-    """The query tower to export; AlphaRec serves any user by folding their history into its graph."""
-    return model.serving_query_tower() if hasattr(model, "serving_query_tower") else model.query_tower
-
-
 def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     name = config.model.name
-    if not config.export.enabled or name not in EXPORTABLE_MODELS:
-        log.info("export skipped (%s)", "disabled" if not config.export.enabled
-                 else f"serving export is built for {', '.join(EXPORTABLE_MODELS)}, not {name}")
+    if not config.export.enabled:
+        log.info("export skipped (disabled)")
         return
     started = time.perf_counter()
     dataset = prepared_dataset(config)
     model = _restore(config, dataset, run_dir, name)
-    tower = _serving_tower(model)
+    tower = model.serving_query_tower() if hasattr(model, "serving_query_tower") else None
+    if tower is None:
+        log.info("export skipped: %s has no query tower to serve (it only scores its training users)", name)
+        return
     export_dir = run_dir / "export"
     max_history = dataset.stats["max_history"]
     histories, _ = dataset.query_histories(config.eval.split)

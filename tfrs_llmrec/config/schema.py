@@ -151,6 +151,9 @@ class ModelConfig:
     l2_weight: float = _bounded(1e-4, low=0.0)
     # lightgcn and alpharec: propagation layers.
     lightgcn_layers: int = _bounded(3, low=0)
+    # Sampled-softmax models under several replicas: every replica's positives are in-batch
+    # negatives of every row, as in one process with the global batch (costs an all-gather of IDs).
+    cross_replica_negatives: bool = False
     semantic: SemanticTowerConfig = field(default_factory=SemanticTowerConfig)
     motir: MotirConfig = field(default_factory=MotirConfig)
     alpharec: AlphaRecConfig = field(default_factory=AlphaRecConfig)
@@ -170,6 +173,27 @@ class TrainConfig:
     monitor: str = "recall@20"
     # Score a sample of validation users each epoch (the final evaluation uses all of them).
     monitor_max_users: int = _bounded(5000, low=1)
+    # single: one process; mirrored: the GPUs of one host; multi_worker: MultiWorkerMirroredStrategy
+    # from TF_CONFIG (`llmrec launch`, a TFJob); horovod: one process per rank under horovodrun.
+    strategy: Literal["single", "mirrored", "multi_worker", "horovod"] = "single"
+    # global: batch_size is what one optimizer step sees, whatever the number of replicas (results
+    # do not depend on it); per_replica: each replica takes batch_size (weak scaling).
+    batch_scaling: Literal["global", "per_replica"] = "global"
+    # Learning rate x (global batch / batch_size) (linear) or its square root (sqrt): only changes
+    # anything with batch_scaling per_replica.
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    # Linear ramp of the learning rate from 0 over the first steps (with lr_scaling, Goyal et al.).
+    warmup_steps: int = _bounded(0, low=0)
+    # Horovod: all-reduce embedding gradients as dense tensors instead of all-gathering IndexedSlices.
+    sparse_as_dense: bool = False
+    # mixed_float16 compute with dynamic loss scaling (GPUs); variables stay float32.
+    mixed_precision: bool = False
+    # XLA-compile the loss and its gradient (not the collectives).
+    jit_compile: bool = False
+    # Also checkpoint every this many steps (0: only at epoch ends and on SIGTERM).
+    checkpoint_every_steps: int = _bounded(0, low=0)
+    # Step checkpoints kept in latest/ (the best epoch is kept separately).
+    keep_checkpoints: int = _bounded(2, low=1)
 
     def validate(self) -> Optional[Tuple[str, str]]:
         name, _, k = self.monitor.partition("@")

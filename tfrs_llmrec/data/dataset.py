@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfrs_llmrec.config.loader import config_hash
 from tfrs_llmrec.config.schema import DataConfig
 from tfrs_llmrec.data import spec
+from tfrs_llmrec.data.epochs import TrainingEpochs
 from tfrs_llmrec.data.errors import DataError
 
 SHARD_GROUPS = (*spec.SPLITS, "items", "users")
@@ -257,6 +258,16 @@ class PreparedDataset:
         dataset = dataset.map(lambda serialized: tf.io.parse_example(serialized, features),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def training_epochs(self, split: str, global_batch_size: int, seed: int, shuffle_buffer: int) -> TrainingEpochs:
+        """Epochs of `split` in a (seed, epoch)-determined order, shardable over replicas."""
+        files = self.shard_files(spec.split_dir(split))
+        features = spec.interaction_features(self.max_history)
+        source = tf.data.Dataset.from_tensor_slices(files).interleave(
+            tf.data.TFRecordDataset, cycle_length=max(1, min(len(files), 8)), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True)
+        return TrainingEpochs(source, int(self.stats["interactions"][split]), global_batch_size, seed, shuffle_buffer,
+                              parse=lambda serialized: tf.io.parse_example(serialized, features))
 
     def items(self, batch_size: int = 1024) -> tf.data.Dataset:
         """Batches of item features; `genres` is a RaggedTensor of strings."""

@@ -13,6 +13,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tfrs_llmrec.losses.precision import full_precision
+
 
 def bpr_loss(positive_scores: tf.Tensor, negative_scores: tf.Tensor,
              sample_weight: Optional[tf.Tensor] = None) -> tf.Tensor:
@@ -24,7 +26,7 @@ def bpr_loss(positive_scores: tf.Tensor, negative_scores: tf.Tensor,
         the mean over its N pairs, so every row counts the same whatever N is).
       sample_weight: [B] optional per-row weights (weighted mean; all-zero weights give 0).
     """
-    positive_scores = tf.convert_to_tensor(positive_scores)
+    positive_scores = full_precision(positive_scores)
     negative_scores = tf.cast(negative_scores, positive_scores.dtype)
     if negative_scores.shape.rank == 2:
         losses = tf.reduce_mean(tf.math.softplus(negative_scores - positive_scores[:, tf.newaxis]), axis=1)
@@ -47,7 +49,7 @@ def l2_regularization(*tensors: tf.Tensor, weight: float, batch_size: Optional[t
     """
     if not tensors:
         raise ValueError("l2_regularization needs at least one tensor")
-    tensors = [tf.convert_to_tensor(tensor) for tensor in tensors]
+    tensors = [full_precision(tensor) for tensor in tensors]
     dtype = tensors[0].dtype
     squared = tf.add_n([tf.reduce_sum(tf.square(tf.cast(tensor, dtype))) for tensor in tensors])
     if batch_size is None:

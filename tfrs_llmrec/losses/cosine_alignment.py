@@ -17,6 +17,7 @@ from typing import Optional
 import tensorflow as tf
 
 from tfrs_llmrec.losses.info_nce import info_nce_loss
+from tfrs_llmrec.losses.precision import full_precision
 
 
 def _cosines(source: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -36,7 +37,7 @@ def cosine_alignment_loss(source: tf.Tensor, target: tf.Tensor, temperature: Opt
         (cosine similarities divided by it).
       sample_weight: [B] optional per-row weights (weighted mean; all-zero weights give 0).
     """
-    source = tf.convert_to_tensor(source)
+    source = full_precision(source)
     target = tf.stop_gradient(tf.cast(target, source.dtype))
     if temperature is not None:
         return info_nce_loss(source, target, None, temperature=temperature, normalize=True,

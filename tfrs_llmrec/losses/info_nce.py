@@ -16,6 +16,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tfrs_llmrec.losses.precision import full_precision
+
 _MASKED_LOGIT = -1e9
 
 
@@ -36,7 +38,7 @@ def info_nce_loss(query: tf.Tensor, positive: tf.Tensor, negatives: Optional[tf.
       positive_ids: [B] item IDs of the positives, only used with in-batch negatives: another
         row whose positive has the same ID is not a negative of this row.
     """
-    query = tf.convert_to_tensor(query)
+    query = full_precision(query)
     positive = tf.cast(positive, query.dtype)
     if negatives is not None:
         negatives = tf.cast(negatives, query.dtype)

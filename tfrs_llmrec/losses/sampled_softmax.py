@@ -13,6 +13,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tfrs_llmrec.losses.precision import full_precision
+
 _MASKED_LOGIT = -1e9
 
 
@@ -20,25 +22,29 @@ def sampled_softmax_loss(query_embeddings: tf.Tensor, candidate_embeddings: tf.T
                          candidate_ids: tf.Tensor, positive_ids: tf.Tensor, temperature: float = 1.0,
                          candidate_log_q: Optional[tf.Tensor] = None,
                          remove_accidental_hits: bool = True,
-                         sample_weight: Optional[tf.Tensor] = None) -> tf.Tensor:
-    """Mean cross-entropy of row b against candidate b.
+                         sample_weight: Optional[tf.Tensor] = None, label_offset=0) -> tf.Tensor:
+    """Mean cross-entropy of row b against candidate `label_offset` + b.
 
     Args:
       query_embeddings: [B, d].
-      candidate_embeddings: [C, d] with C >= B; the first B rows are the positives.
+      candidate_embeddings: [C, d] with C >= label_offset + B; rows label_offset.. are the positives
+        (a replica's own rows inside the positives gathered from every replica).
       candidate_ids: [C] item IDs of the candidates.
-      positive_ids: [B] item IDs of the positives (== candidate_ids[:B]).
+      positive_ids: [B] item IDs of the positives (== candidate_ids[label_offset:label_offset + B]).
       temperature: logits are divided by it.
       candidate_log_q: [C] log expected occurrences of each candidate, or None.
       remove_accidental_hits: mask candidates that share the positive's ID.
       sample_weight: [B] optional per-row weights.
+      label_offset: scalar position of row 0's positive among the candidates.
     """
+    query_embeddings = full_precision(query_embeddings)
+    candidate_embeddings = tf.cast(candidate_embeddings, query_embeddings.dtype)
     logits = tf.matmul(query_embeddings, candidate_embeddings, transpose_b=True) / temperature
     if candidate_log_q is not None:
         logits -= tf.cast(candidate_log_q, logits.dtype)[tf.newaxis, :]
     batch_size = tf.shape(query_embeddings)[0]
     num_candidates = tf.shape(candidate_embeddings)[0]
-    labels = tf.one_hot(tf.range(batch_size), num_candidates, dtype=logits.dtype)
+    labels = tf.one_hot(tf.range(batch_size) + tf.cast(label_offset, tf.int32), num_candidates, dtype=logits.dtype)
     if remove_accidental_hits:
         same_item = tf.equal(positive_ids[:, tf.newaxis], candidate_ids[tf.newaxis, :])
         accidental = tf.logical_and(same_item, labels == 0)

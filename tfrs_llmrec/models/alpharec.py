@@ -21,7 +21,6 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from tfrs_llmrec.config.schema import ModelConfig
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX
@@ -29,6 +28,7 @@ from tfrs_llmrec.layers.lightgcn import LightGCNPropagation, normalized_adjacenc
 from tfrs_llmrec.layers.mlp import MLP
 from tfrs_llmrec.layers.semantic_tower import SemanticHistoryQueryTower, SemanticItemTower
 from tfrs_llmrec.losses.info_nce import info_nce_loss
+from tfrs_llmrec.models.base import RecommenderModel
 
 
 def unique_history(history) -> tf.Tensor:
@@ -96,18 +96,19 @@ def mean_item_vectors(item_vectors: np.ndarray, num_users: int, edge_users: np.n
     return (sums / np.maximum(counts, 1)).astype(np.float32)
 
 
-class AlphaRecModel(tfrs.Model):
+class AlphaRecModel(RecommenderModel):
     """AlphaRec over frozen `item_vectors` [I, d_sem] for `num_users` users, with the graph of the
     training interactions `train_users`/`train_items`; each user's frozen input vector is the mean
     of their distinct training items' vectors, as a fold-in query computes it from a history.
 
     Trains only the semantic MLP. Negatives: `config.num_sampled_negatives` items drawn uniformly
-    and shared by the batch, or, when that is 0, the batch's other positives.
+    and shared by the batch (and by every replica), or, when that is 0, the batch's other positives.
+    Every replica propagates the whole graph each step.
     """
 
     def __init__(self, item_vectors: np.ndarray, num_users: int, train_users: np.ndarray,
                  train_items: np.ndarray, config: ModelConfig, seed: Optional[int] = None):
-        super().__init__()
+        super().__init__(seed=seed)
         item_vectors = np.asarray(item_vectors, np.float32)
         if item_vectors.ndim != 2:
             raise ValueError(f"item_vectors must be a [num_items, d_sem] array, got shape {item_vectors.shape}")
@@ -128,6 +129,7 @@ class AlphaRecModel(tfrs.Model):
         self.propagation = LightGCNPropagation(config.lightgcn_layers)
         self.temperature = config.temperature
         self.num_sampled_negatives = config.num_sampled_negatives
+        self.negatives_site = self.new_sampling_site()
 
     def _initial_embeddings(self) -> tf.Tensor:
         """E_0 [(U+I), d]: users and items through the one MLP."""
@@ -142,7 +144,8 @@ class AlphaRecModel(tfrs.Model):
         positive_ids = features[ITEM_INDEX]
         query, positive = tf.gather(users, features[USER_INDEX]), tf.gather(items, positive_ids)
         if self.num_sampled_negatives:
-            negative_ids = tf.random.uniform([self.num_sampled_negatives], 0, self.num_items, dtype=tf.int64)
+            negative_ids = self.uniform_items(self.negatives_site, [self.num_sampled_negatives], self.num_items,
+                                              per_replica=False)
             return info_nce_loss(query, positive, tf.gather(items, negative_ids), temperature=self.temperature)
         return info_nce_loss(query, positive, temperature=self.temperature, positive_ids=positive_ids)
 

@@ -4,20 +4,20 @@ from typing import Optional
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from tfrs_llmrec.config.schema import ModelConfig
 from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX
 from tfrs_llmrec.losses import bpr_loss, l2_regularization
+from tfrs_llmrec.models.base import RecommenderModel
 
 
 def _normal(seed: Optional[int], offset: int) -> tf.keras.initializers.Initializer:
     return tf.keras.initializers.RandomNormal(stddev=0.1, seed=None if seed is None else seed + offset)
 
 
-class MatrixFactorizationModel(tfrs.Model):
+class MatrixFactorizationModel(RecommenderModel):
     def __init__(self, num_users: int, num_items: int, config: ModelConfig, seed: Optional[int] = None):
-        super().__init__()
+        super().__init__(seed=seed)
         self.num_items = num_items
         # One initializer per table: a shared unseeded one would repeat its draws across tables.
         self.user_embedding = tf.keras.layers.Embedding(num_users, config.tower.dim,
@@ -25,11 +25,12 @@ class MatrixFactorizationModel(tfrs.Model):
         self.item_embedding = tf.keras.layers.Embedding(num_items, config.tower.dim,
                                                         embeddings_initializer=_normal(seed, 1))
         self.l2_weight = config.l2_weight
+        self.negatives_site = self.new_sampling_site()
 
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         users = self.user_embedding(features[USER_INDEX])
         positives = self.item_embedding(features[ITEM_INDEX])
-        sampled = tf.random.uniform(tf.shape(features[ITEM_INDEX]), 0, self.num_items, dtype=tf.int64)
+        sampled = self.uniform_items(self.negatives_site, tf.shape(features[ITEM_INDEX]), self.num_items)
         negatives = self.item_embedding(sampled)
         loss = bpr_loss(tf.reduce_sum(users * positives, -1), tf.reduce_sum(users * negatives, -1))
         return loss + l2_regularization(users, positives, negatives, weight=self.l2_weight)
@@ -39,3 +40,6 @@ class MatrixFactorizationModel(tfrs.Model):
 
     def query_embeddings(self, user_indices: np.ndarray, histories=None) -> np.ndarray:
         return self.user_embedding(tf.constant(user_indices, tf.int64)).numpy()
+
+    def serving_query_tower(self):
+        return None  # transductive: no history -> query tower to export

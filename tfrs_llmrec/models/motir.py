@@ -15,29 +15,33 @@ Training runs in three stages, selected with `set_stage` (each stage is compiled
 (how well the aligned semantic tower alone retrieves), fused embeddings in stage 3.
 """
 
-from typing import Dict, Optional, Sequence
+from dataclasses import replace
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
-from tfrs_llmrec.config.schema import ModelConfig
+from tfrs_llmrec.config.schema import ModelConfig, MotirStageConfig, TrainConfig
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, USER_INDEX
 from tfrs_llmrec.layers.gated_fusion import ScalarGate, TwoWeightGate
 from tfrs_llmrec.layers.semantic_tower import SemanticItemTower
 from tfrs_llmrec.layers.towers import HistoryQueryTower, IdItemTower
 from tfrs_llmrec.losses.cosine_alignment import cosine_alignment_loss
-from tfrs_llmrec.tasks.sampled_retrieval import SampledRetrievalTask
+from tfrs_llmrec.models.base import RecommenderModel, StagePlan, all_items
+from tfrs_llmrec.models.two_tower import retrieval_task
 
 STAGES = ("id", "align", "joint")
 
 
-class MotiRModel(tfrs.Model):
+class MotiRModel(RecommenderModel):
     def __init__(self, num_users: int, item_vectors: np.ndarray, item_train_counts: Sequence[int],
                  config: ModelConfig, seed: Optional[int] = None):
-        super().__init__()
+        super().__init__(seed=seed)
         tower, motir = config.tower, config.motir
         self.num_items = len(item_train_counts)
+        # Items with training interactions: the others' ID embeddings never train.
+        self.seen_items = np.asarray(item_train_counts) > 0
+        self.motir_config = motir
         if item_vectors.shape[0] != self.num_items:
             raise ValueError(f"item_vectors has {item_vectors.shape[0]} rows for {self.num_items} items")
         self.item_tower = IdItemTower(self.num_items, tower.dim, tower.hidden_dims, l2_normalize=True)
@@ -49,14 +53,28 @@ class MotiRModel(tfrs.Model):
         self.gate = (ScalarGate(input_dim=tower.dim, seed=seed) if motir.gate == "scalar" else
                      TwoWeightGate(output_dim=tower.dim, hidden_dim=motir.gate_hidden_dim, input_dim=tower.dim,
                                    seed=seed))
-        self.task = SampledRetrievalTask(item_train_counts, temperature=config.temperature,
-                                         num_sampled_negatives=config.num_sampled_negatives,
-                                         negative_sampler=config.negative_sampler,
-                                         logq_correction=config.logq_correction,
-                                         remove_accidental_hits=config.remove_accidental_hits)
+        self.task = retrieval_task(item_train_counts, config)
+        self.cross_replica_negatives = config.cross_replica_negatives
+        self.negatives_site = self.new_sampling_site()
         self.align_temperature = motir.align_temperature
         self.stage = STAGES[0]
         self.set_stage(STAGES[0])
+
+    def stage_plans(self, train: TrainConfig) -> List[StagePlan]:
+        """ID two-tower; alignment until the mean cosine reaches the threshold (logging the
+        semantic tower's own hit rates, the paper's Table 6); joint training with the gate."""
+        def schedule(stage: MotirStageConfig) -> TrainConfig:
+            return replace(train, epochs=stage.epochs, learning_rate=stage.learning_rate,
+                           final_learning_rate=stage.final_learning_rate)
+
+        motir = self.motir_config
+        return [StagePlan("id", schedule(motir.stage1)),
+                StagePlan("align", schedule(motir.stage2), monitor=MotiRModel.mean_alignment_cosine,
+                          monitor_name="mean_cosine", stop_at=motir.align_threshold, ranking_extras="semantic_only"),
+                StagePlan("joint", schedule(motir.stage3))]
+
+    def mean_alignment_cosine(self) -> float:
+        return float(self.alignment_cosines()[self.seen_items].mean())
 
     def trainable_parts(self, stage: str) -> Dict[str, bool]:
         """Which sub-layers train in `stage` (the frozen language-model vectors never do)."""
@@ -99,24 +117,25 @@ class MotiRModel(tfrs.Model):
             return cosine_alignment_loss(self.semantic_tower(items), self.item_tower(items),
                                          temperature=self.align_temperature)
         query = self.query_tower({USER_INDEX: features[USER_INDEX], HISTORY: features[HISTORY]})
-        return self.task(query, features[ITEM_INDEX], self.embed_items)
-
-    def _all_items(self, function, batch_size: int = 65536) -> np.ndarray:
-        parts = [function(tf.range(start, min(start + batch_size, self.num_items), dtype=tf.int64)).numpy()
-                 for start in range(0, self.num_items, batch_size)]
-        return np.concatenate(parts, axis=0)
+        return self.task(query, features[ITEM_INDEX], self.embed_items,
+                         seed=self.sampling_seed_for(self.negatives_site, per_replica=False),
+                         replicas=self.replicas if self.cross_replica_negatives else None)
 
     def item_embeddings(self) -> np.ndarray:
-        return self._all_items(self.embed_items)
+        return all_items(self.embed_items, self.num_items)
 
     def semantic_weights(self) -> np.ndarray:
         """[I] the gate's weight on the semantic side for every item."""
-        return self._all_items(lambda items: self.fused_items(items)[1])
+        return all_items(lambda items: self.fused_items(items)[1], self.num_items)
+
+    def item_diagnostics(self) -> Dict[str, np.ndarray]:
+        # Paper Table 2: the gate should lean on semantics for unpopular items.
+        return {"semantic_weight": self.semantic_weights()} if self.stage == "joint" else {}
 
     def alignment_cosines(self) -> np.ndarray:
         """[I] cosine between each item's semantic and ID embeddings (stage 2's progress)."""
-        return self._all_items(
-            lambda items: tf.reduce_sum(self.semantic_tower(items) * self.item_tower(items), axis=-1))
+        return all_items(lambda items: tf.reduce_sum(self.semantic_tower(items) * self.item_tower(items), axis=-1),
+                         self.num_items)
 
     def query_embeddings(self, user_indices: np.ndarray, histories: np.ndarray) -> np.ndarray:
         return self.query_tower({USER_INDEX: tf.constant(user_indices, tf.int64),

@@ -1,50 +1,75 @@
-"""Builds the configured model from the dataset's statistics (and semantic vectors, for the LLM models)."""
+"""Every model by name, with what it needs to be built: the trainer, evaluator and exporter look
+models up here instead of branching on names."""
 
-from typing import Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from tfrs_llmrec.config.schema import ModelConfig
 from tfrs_llmrec.models.alpharec import AlphaRecModel
+from tfrs_llmrec.models.base import RecommenderModel
 from tfrs_llmrec.models.lightgcn import LightGCNModel
 from tfrs_llmrec.models.mf_bpr import MatrixFactorizationModel
 from tfrs_llmrec.models.motir import MotiRModel
 from tfrs_llmrec.models.pop import PopularityModel
 from tfrs_llmrec.models.two_tower import TwoTowerModel
 
-RetrievalModel = Union[PopularityModel, TwoTowerModel, MatrixFactorizationModel, LightGCNModel, MotiRModel,
-                       AlphaRecModel]
-SEMANTIC_MODELS = ("motir", "alpharec")
-GRAPH_MODELS = ("lightgcn", "alpharec")
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a dataset and the features job provide to build a model."""
+
+    num_users: int
+    item_train_counts: np.ndarray
+    # (users, items) of the training interactions: the graph models need them.
+    train_pairs: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    # [I, d] language-model vectors of the configured semantic source: the semantic models need them.
+    item_vectors: Optional[np.ndarray] = None
+    seed: Optional[int] = None
 
 
-def build_retrieval_model(name: str, config: ModelConfig, num_users: int, item_train_counts,
-                          train_pairs: Optional[Tuple[np.ndarray, np.ndarray]] = None,
-                          item_vectors: Optional[np.ndarray] = None, seed: Optional[int] = None) -> RetrievalModel:
-    """`train_pairs` (users, items) of the training split are needed by the graph models;
-    `item_vectors` [I, d] by the semantic models."""
-    num_items = len(item_train_counts)
-    if name in GRAPH_MODELS and train_pairs is None:
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[[ModelConfig, ModelInputs], Union[PopularityModel, RecommenderModel]]
+    needs_graph: bool = False
+    needs_item_vectors: bool = False
+    trains: bool = True
+
+
+MODELS: Dict[str, ModelSpec] = {
+    "pop": ModelSpec(lambda config, inputs: PopularityModel(inputs.item_train_counts), trains=False),
+    "two_tower": ModelSpec(lambda config, inputs: TwoTowerModel(
+        inputs.num_users, len(inputs.item_train_counts), inputs.item_train_counts, config, seed=inputs.seed)),
+    "mf_bpr": ModelSpec(lambda config, inputs: MatrixFactorizationModel(
+        inputs.num_users, len(inputs.item_train_counts), config, seed=inputs.seed)),
+    "lightgcn": ModelSpec(lambda config, inputs: LightGCNModel(
+        inputs.num_users, len(inputs.item_train_counts), *inputs.train_pairs, config, seed=inputs.seed),
+        needs_graph=True),
+    "motir": ModelSpec(lambda config, inputs: MotiRModel(
+        inputs.num_users, inputs.item_vectors, inputs.item_train_counts, config, seed=inputs.seed),
+        needs_item_vectors=True),
+    "alpharec": ModelSpec(lambda config, inputs: AlphaRecModel(
+        inputs.item_vectors, inputs.num_users, *inputs.train_pairs, config, seed=inputs.seed),
+        needs_graph=True, needs_item_vectors=True),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def build_model(name: str, config: ModelConfig, inputs: ModelInputs):
+    spec = model_spec(name)
+    if spec.needs_graph and inputs.train_pairs is None:
         raise ValueError(f"{name} needs the training interactions (train_pairs)")
-    if name in SEMANTIC_MODELS and item_vectors is None:
+    if spec.needs_item_vectors and inputs.item_vectors is None:
         raise ValueError(f"{name} needs the items' semantic vectors (item_vectors)")
-    if name == "pop":
-        return PopularityModel(item_train_counts)
-    if name == "two_tower":
-        return TwoTowerModel(num_users, num_items, item_train_counts, config)
-    if name == "mf_bpr":
-        return MatrixFactorizationModel(num_users, num_items, config, seed=seed)
-    if name == "lightgcn":
-        return LightGCNModel(num_users, num_items, train_pairs[0], train_pairs[1], config)
-    if name == "motir":
-        return MotiRModel(num_users, item_vectors, item_train_counts, config, seed=seed)
-    if name == "alpharec":
-        return AlphaRecModel(item_vectors, num_users, train_pairs[0], train_pairs[1], config, seed=seed)
-    raise ValueError(f"unknown model {name!r}")
+    return spec.build(config, inputs)
 
 
 def is_trainable(name: str, config: ModelConfig) -> bool:
     """Pop has nothing to learn; a zero-shot AlphaRec reuses another dataset's trained MLP."""
-    if name == "pop":
-        return False
-    return not (name == "alpharec" and config.alpharec.zero_shot_from is not None)
+    return model_spec(name).trains and not (name == "alpharec" and config.alpharec.zero_shot_from is not None)

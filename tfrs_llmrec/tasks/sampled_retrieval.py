@@ -1,6 +1,7 @@
-"""Retrieval task: in-batch plus globally sampled negatives, temperature, logQ correction."""
+"""Retrieval task: in-batch plus globally sampled negatives, temperature, logQ correction, and
+optionally every replica's positives as negatives (cross-replica negatives)."""
 
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +16,11 @@ class SampledRetrievalTask(tf.keras.layers.Layer):
     to their training frequency); global negatives come from `negative_sampler`. The logQ term of
     an item is log(B * p_batch(item) + S * p_sampler(item)), its expected count among the B + S
     candidates.
+
+    With `replicas` given (cross-replica negatives), the candidates are the positive IDs of every
+    replica's rows (all-gathered, then embedded locally: replicas hold identical weights, so this
+    equals embedding them where they came from) plus the shared sampled negatives, so N replicas
+    with batch B each see exactly the candidates of one process with batch N*B.
     """
 
     def __init__(self, item_train_counts: Sequence[int], temperature: float = 0.05,
@@ -40,10 +46,13 @@ class SampledRetrievalTask(tf.keras.layers.Layer):
         self._sampler_logits = tf.constant(np.log(np.maximum(sampler_probability, 1e-30))[np.newaxis, :],
                                            tf.float32)
 
-    def sample_negatives(self) -> tf.Tensor:
+    def sample_negatives(self, seed: tf.Tensor) -> tf.Tensor:
+        """`num_sampled_negatives` item IDs drawn with the stateless-RNG `seed` ([2] int)."""
         if self.negative_sampler == "uniform":
-            return tf.random.uniform([self.num_sampled_negatives], 0, self.num_items, dtype=tf.int64)
-        return tf.random.categorical(self._sampler_logits, self.num_sampled_negatives, dtype=tf.int64)[0]
+            return tf.random.stateless_uniform([self.num_sampled_negatives], seed, 0, self.num_items,
+                                               dtype=tf.int64)
+        return tf.random.stateless_categorical(self._sampler_logits, self.num_sampled_negatives, seed,
+                                               dtype=tf.int64)[0]
 
     def log_q(self, candidate_ids: tf.Tensor, batch_size: tf.Tensor) -> tf.Tensor:
         expected = (tf.cast(batch_size, tf.float32) * tf.gather(self._batch_probability, candidate_ids)
@@ -51,17 +60,28 @@ class SampledRetrievalTask(tf.keras.layers.Layer):
         return tf.math.log(tf.maximum(expected, self._log_floor))
 
     def call(self, query_embeddings: tf.Tensor, positive_ids: tf.Tensor,
-             embed_items: Callable[[tf.Tensor], tf.Tensor], positive_embeddings=None, sample_weight=None):
+             embed_items: Callable[[tf.Tensor], tf.Tensor], positive_embeddings=None, sample_weight=None,
+             seed: Optional[tf.Tensor] = None, replicas=None):
+        """`seed` seeds the sampled negatives (required when there are any); `replicas` (a
+        `models.base.Replicas`) turns on cross-replica negatives."""
         positive_ids = tf.cast(positive_ids, tf.int64)
-        candidate_ids = positive_ids
+        label_offset = 0
+        in_batch_ids = positive_ids
+        if replicas is not None and replicas.num_replicas > 1:
+            in_batch_ids = replicas.all_gather(positive_ids)
+            label_offset = replicas.replica_index() * tf.shape(positive_ids)[0]
+            positive_embeddings = None
+        candidate_ids = in_batch_ids
         if self.num_sampled_negatives > 0:
-            candidate_ids = tf.concat([positive_ids, self.sample_negatives()], axis=0)
+            if seed is None:
+                raise ValueError("sampled negatives need a seed")
+            candidate_ids = tf.concat([in_batch_ids, self.sample_negatives(seed)], axis=0)
             candidate_embeddings = embed_items(candidate_ids)
         else:
             candidate_embeddings = (positive_embeddings if positive_embeddings is not None
                                     else embed_items(candidate_ids))
-        log_q = self.log_q(candidate_ids, tf.shape(positive_ids)[0]) if self.logq_correction else None
+        log_q = self.log_q(candidate_ids, tf.shape(in_batch_ids)[0]) if self.logq_correction else None
         return sampled_softmax_loss(query_embeddings, candidate_embeddings, candidate_ids, positive_ids,
                                     temperature=self.temperature, candidate_log_q=log_q,
                                     remove_accidental_hits=self.remove_accidental_hits,
-                                    sample_weight=sample_weight)
+                                    sample_weight=sample_weight, label_offset=label_offset)
