@@ -2,17 +2,20 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_llmrec.config.schema import ModelConfig, MotirConfig, SemanticTowerConfig, TowerConfig, TrainConfig
+from tfrs_llmrec.data.epochs import TrainingEpochs
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX
+from tfrs_llmrec.models import StagePlan
 from tfrs_llmrec.models.motir import MotiRModel
-from tfrs_llmrec.training import Stage, fit_stages, set_global_determinism, stage_dir
+from tfrs_llmrec.training import StrategyDistribution, build_variables, fit_stages, set_global_determinism, stage_dir
 
 NUM_USERS, NUM_ITEMS = 8, 16
+SINGLE = StrategyDistribution(tf.distribute.get_strategy(), "single")
 
 
 def dataset():
     users = np.arange(64) % NUM_USERS
-    return tf.data.Dataset.from_tensor_slices(
-        {USER_INDEX: users, ITEM_INDEX: (users * 2) % NUM_ITEMS, HISTORY: np.full((64, 2), PAD_ITEM)}).batch(16)
+    records = {USER_INDEX: users, ITEM_INDEX: (users * 2) % NUM_ITEMS, HISTORY: np.full((64, 2), PAD_ITEM)}
+    return TrainingEpochs(tf.data.Dataset.from_tensor_slices(records), 64, 16, seed=0, shuffle_buffer=64)
 
 
 def new_model(seed=0):
@@ -20,10 +23,14 @@ def new_model(seed=0):
     config = ModelConfig(name="motir", tower=TowerConfig(dim=4), semantic=SemanticTowerConfig(hidden_dims=[8]),
                          motir=MotirConfig(gate="scalar"))
     vectors = np.random.default_rng(seed).normal(size=(NUM_ITEMS, 6)).astype(np.float32)
-    model = MotiRModel(NUM_USERS, vectors, np.ones(NUM_ITEMS), config, seed=seed)
-    model.set_stage("joint")
-    model.compute_loss(next(iter(dataset())))  # builds every weight
+    model = MotiRModel(NUM_USERS, vectors, np.ones(NUM_ITEMS), config, seed=0)
+    build_variables(model, dataset().sample_batch(), ["joint"])
+    tf.keras.utils.set_random_seed(0)  # the data order follows the config's seed, not the init's
     return model
+
+
+def fit(model, plans, root):
+    return fit_stages(model, plans, dataset(), root, SINGLE, ranking_metrics=lambda m: {})
 
 
 def snapshot(model):
@@ -50,7 +57,7 @@ class Scripted:
 def stages(monitors, epochs=(2, 3, 2), stop_at=None):
     """The first len(monitors) of MotiR's three stages."""
     settings = [("id", {}), ("align", {"monitor_name": "mean_cosine", "stop_at": stop_at}), ("joint", {})]
-    return [Stage(name, TrainConfig(epochs=count, learning_rate=0.05, early_stopping_patience=5), monitor, **extra)
+    return [StagePlan(name, TrainConfig(epochs=count, learning_rate=0.05, early_stopping_patience=5), monitor, **extra)
             for (name, extra), count, monitor in zip(settings, epochs, monitors)]
 
 
@@ -58,7 +65,7 @@ def test_stages_start_from_the_previous_best_and_freeze_the_right_parts(tmp_path
     model = new_model()
     initial = snapshot(model)
     monitors = [Scripted([0.5, 0.4]), Scripted([0.1, 0.3, 0.2]), Scripted([0.2, 0.6])]
-    results = fit_stages(model, stages(monitors), dataset(), 4, tmp_path)
+    results = fit(model, stages(monitors), tmp_path)
     stage1, stage2, stage3 = (monitor.seen for monitor in monitors)
 
     # Stage 1 trained the ID towers only; its best epoch (1) is what stage 2 starts from.
@@ -80,8 +87,7 @@ def test_stages_start_from_the_previous_best_and_freeze_the_right_parts(tmp_path
 
 def test_alignment_stops_at_the_threshold(tmp_path):
     monitor = Scripted([0.2, 0.56, 0.7])
-    results = fit_stages(new_model(), stages([Scripted([0.5]), monitor], epochs=(1, 3, 1), stop_at=0.55),
-                         dataset(), 4, tmp_path)
+    results = fit(new_model(), stages([Scripted([0.5]), monitor], epochs=(1, 3, 1), stop_at=0.55), tmp_path)
     assert results["align"].epochs_completed == 2 and results["align"].stopped_early
     assert len(monitor.seen) == 2
 
@@ -89,19 +95,19 @@ def test_alignment_stops_at_the_threshold(tmp_path):
 def test_resume_skips_finished_stages_and_restores_their_best_weights(tmp_path):
     first = new_model()
     two = [Scripted([0.5, 0.4]), Scripted([0.1, 0.3, 0.2])]
-    fit_stages(first, stages(two), dataset(), 4, tmp_path)
+    fit(first, stages(two), tmp_path)
     after_two = snapshot(first)
 
     resumed = new_model(seed=7)  # other initial weights: everything must come from the checkpoints
     monitors = [Scripted([]), Scripted([]), Scripted([0.2, 0.6])]
-    results = fit_stages(resumed, stages(monitors), dataset(), 4, tmp_path)
+    results = fit(resumed, stages(monitors), tmp_path)
     assert not monitors[0].seen and not monitors[1].seen  # finished stages do not train again
-    assert results["id"].resumed_from_epoch == 2 and results["align"].resumed_from_epoch == 3
-    assert results["joint"].resumed_from_epoch == 0
-    assert (stage_dir(tmp_path, 3, "joint") / "train_state.json").is_file()
+    assert results["id"].resumed_from_step == 8 and results["align"].resumed_from_step == 12
+    assert results["joint"].resumed_from_step == 0
+    assert list((stage_dir(tmp_path, 3, "joint") / "latest").glob("step-*/state.json"))
 
     # What stage 3 started from is stage 2's best: same as in the uninterrupted process.
     restart = new_model(seed=9)
-    fit_stages(restart, stages([Scripted([]), Scripted([])]), dataset(), 4, tmp_path)
+    fit(restart, stages([Scripted([]), Scripted([])]), tmp_path)
     for part in ("id", "semantic", "gate"):
         assert same(snapshot(restart)[part], after_two[part]), part

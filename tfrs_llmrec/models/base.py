@@ -50,7 +50,8 @@ class Replicas:
         context = tf.distribute.get_replica_context()
         if context is None or self.num_replicas == 1:
             return tensor
-        return context.all_gather(tensor, axis=0)
+        # identity: an op on this replica's device (an input fed from outside may carry none).
+        return context.all_gather(tf.identity(tensor), axis=0)
 
     def reduce_gradients(self, tape: tf.GradientTape, target, variables) -> List:
         gradients = tape.gradient(target, variables)

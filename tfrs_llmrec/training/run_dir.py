@@ -1,8 +1,14 @@
-"""A run directory belongs to one resolved config: a rerun under the same name with another config
-must not resume the old checkpoints silently."""
+"""A run directory belongs to one training config: a rerun under the same name with another one
+must not resume the old checkpoints silently.
+
+What identifies the trained model is everything but `eval` and `export`, which only change what
+is computed from it (and are recomputed on every run).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List
@@ -10,10 +16,11 @@ from typing import Any, Dict, List
 import yaml
 
 from tfrs_llmrec.atomic_files import write_atomically
-from tfrs_llmrec.config import ExperimentConfig, config_hash, dump_yaml, to_dict
+from tfrs_llmrec.config import ExperimentConfig, dump_yaml, to_dict
 
 CONFIG_FILE = "config.yaml"
-HASH_FILE = "config.sha256"
+HASH_FILE = "training-config.sha256"
+DOWNSTREAM_SECTIONS = ("eval", "export")
 # What a fresh start removes: everything a run writes (the prepared data lives elsewhere).
 RUN_OUTPUTS = ("checkpoints", "export", "train_result.json", "metrics.json", "report.html", "timings.json",
                CONFIG_FILE, HASH_FILE)
@@ -39,11 +46,15 @@ def differing_keys(old: dict, new: dict) -> List[str]:
             for key in sorted(set(before) | set(after)) if before.get(key, "<absent>") != after.get(key, "<absent>")]
 
 
+def training_identity(config: ExperimentConfig) -> dict:
+    return {key: value for key, value in to_dict(config).items() if key not in DOWNSTREAM_SECTIONS}
+
+
 def claim_run_dir(config: ExperimentConfig, run_dir: Path, restart: bool = False) -> None:
     """Records `config` as the run directory's config. Raises RunConfigMismatch when the directory
     already holds a run of a different config, unless `restart`, which clears the old run first."""
     run_dir = Path(run_dir)
-    digest = config_hash(config)
+    digest = hashlib.sha256(json.dumps(training_identity(config), sort_keys=True).encode("utf-8")).hexdigest()[:16]
     recorded = run_dir / HASH_FILE
     if restart:
         for name in RUN_OUTPUTS:
@@ -55,7 +66,8 @@ def claim_run_dir(config: ExperimentConfig, run_dir: Path, restart: bool = False
     elif recorded.is_file() and recorded.read_text(encoding="utf-8").strip() != digest:
         old_path = run_dir / CONFIG_FILE
         old = yaml.safe_load(old_path.read_text(encoding="utf-8")) if old_path.is_file() else {}
-        changes = differing_keys(old or {}, to_dict(config))
+        old = {key: value for key, value in (old or {}).items() if key not in DOWNSTREAM_SECTIONS}
+        changes = differing_keys(old, training_identity(config))
         raise RunConfigMismatch(
             f"{run_dir} holds a run of another config ({len(changes)} key(s) differ: {'; '.join(changes)}); "
             "rerun with --restart to discard it, or give this config another name")

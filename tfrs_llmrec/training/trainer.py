@@ -202,6 +202,7 @@ def train_stage(model: RecommenderModel, epochs: TrainingEpochs, config: TrainCo
     return result
 
 
-def model_weights(model: tf.keras.Model) -> Dict[str, np.ndarray]:
-    """Every variable by name: what resume and distribution tests compare bit for bit."""
-    return {variable.name: variable.numpy() for variable in model.variables}
+def model_weights(model: tf.keras.Model) -> List[np.ndarray]:
+    """Every variable's value, in the model's (deterministic) variable order: what resume and
+    distribution checks compare bit for bit."""
+    return [variable.numpy() for variable in model.variables]
