@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the optional Horovod extra into $VENV (run by `make setup-horovod`, after `make setup`).
+# Builds Horovod into $VENV (the second half of `make setup`, after scripts/setup_env.sh).
 # Horovod 0.28.1 is the last release and ships only as an sdist that no longer builds against
 # TensorFlow >= 2.18; we download it, check its hash, apply our own small patch
 # (third_party/horovod/) and compile it with Gloo (no MPI, no PyTorch/MXNet).

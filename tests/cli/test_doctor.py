@@ -67,9 +67,9 @@ def test_expected_conflicts_file_is_parsed(tmp_path):
 def test_default_checks_cover_the_stack():
     names = {check.name for check in DEFAULT_CHECKS}
     for needed in ("TensorFlow", "Keras 2 (tf.keras)", "ScaNN TF ops", "TensorFlow Recommenders", "TFX",
-                   "Apache Beam DirectRunner", "Horovod (optional)"):
+                   "Apache Beam DirectRunner", "Horovod"):
         assert needed in names
-    assert not next(c for c in DEFAULT_CHECKS if c.name == "Horovod (optional)").required
+    assert next(c for c in DEFAULT_CHECKS if c.name == "Horovod").required  # part of the default install
 
 
 def test_broken_scann_makes_the_real_command_fail(tmp_path, llmrec_cmd, subprocess_env):

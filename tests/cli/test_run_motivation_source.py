@@ -17,6 +17,7 @@ from tests.cli.test_run_semantic_models import FEW_EPOCHS, read, run_llmrec
 from tests.llm.fake_openai import FakeOpenAIServer, chat_reply
 from tfrs_llmrec.data import PreparedDataset
 from tfrs_llmrec.data.features import SemanticFeatures
+from tfrs_llmrec.training import best_checkpoint
 
 CLUSTER_MOTIVATIONS = [
     '["unwinds with a cosy farming routine", "likes calm games before bed"]',
@@ -84,7 +85,7 @@ def test_motir_trains_on_llm_motivations(experiment, llmrec_cmd, llm_env):
     (features_dir,) = [path for path in (tmp_path / "runs" / "features").iterdir()
                        if SemanticFeatures.open(path).has_motivation.all()]
     features = SemanticFeatures.open(features_dir)
-    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "3-joint" / "best"))
+    reader = tf.train.load_checkpoint(best_checkpoint(run_dir / "checkpoints" / "3-joint"))
     in_model = reader.get_tensor("model/semantic_tower/item_vectors/.ATTRIBUTES/VARIABLE_VALUE")
     np.testing.assert_array_equal(in_model, features.item_vectors["motivation"])
     assert not np.allclose(in_model, features.item_vectors["title"])

@@ -116,7 +116,6 @@ def read_expected_conflicts(path: Path = EXPECTED_PIP_CHECK) -> set:
 def check_pip_conflicts() -> str:
     result = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
     reported = {line.strip() for line in result.stdout.splitlines() if line.strip()}
-    # Optional extras (horovod) may add their own missing-dependency lines; anything else is new.
     unexpected = sorted(reported - read_expected_conflicts())
     if unexpected:
         raise CheckFailed(f"{len(unexpected)} conflicts not in {EXPECTED_PIP_CHECK.name}: {unexpected[0]}"
@@ -140,7 +139,7 @@ def check_horovod() -> str:
     from tfrs_llmrec.distributed.horovod_build import describe_horovod_build, horovod_installed
 
     if not horovod_installed():
-        raise CheckFailed("not installed (optional: make setup-horovod)")
+        raise CheckFailed("not installed (run make setup, which builds it)")
     return describe_horovod_build()
 
 
@@ -155,7 +154,7 @@ DEFAULT_CHECKS: Sequence[Check] = (
     Check("pip check", check_pip_conflicts),
     Check("MovieLens-100K (embedded)", check_movielens),
     Check("all-MiniLM-L6-v2 weights", check_minilm),
-    Check("Horovod (optional)", check_horovod, required=False),
+    Check("Horovod", check_horovod),
 )
 
 

@@ -31,8 +31,8 @@ from tfrs_llmrec.models import ModelInputs, build_model, is_trainable, model_spe
 from tfrs_llmrec.models.alpharec import restore_semantic_mlp
 from tfrs_llmrec.serving import (IndexSettings, build_index, check_in_fresh_process, save_index_model,
                                  save_query_model, top_k_recall)
-from tfrs_llmrec.training import (Distribution, TerminationRequest, final_stage_dir, fit_stages, global_batch_size,
-                                  set_global_determinism, set_precision)
+from tfrs_llmrec.training import (Distribution, TerminationRequest, best_checkpoint, final_stage_dir, fit_stages,
+                                  global_batch_size, set_global_determinism, set_precision, stage_dir)
 
 log = logging.getLogger("llmrec.stages")
 
@@ -171,7 +171,7 @@ def _zero_shot_checkpoint(config: ExperimentConfig) -> str:
         if to_dict(mine) != to_dict(theirs):
             raise StageError(f"{key}: {source_dir} used another {what} ({to_dict(theirs)}); "
                              "zero-shot needs the same language space")
-    checkpoint = tf.train.latest_checkpoint(str(source_dir / "checkpoints" / "best"))
+    checkpoint = best_checkpoint(stage_dir(source_dir / "checkpoints", 1, "train"))
     if checkpoint is None:
         raise StageError(f"{key}: {source_dir} has no trained checkpoint; train it first")
     return checkpoint
@@ -185,11 +185,11 @@ def _restore(config: ExperimentConfig, dataset: PreparedDataset, run_dir: Path, 
     if not is_trainable(name, config.model):
         return model
     plans = model.stage_plans(config.train)
-    saved = sorted((final_stage_dir(run_dir / "checkpoints", plans) / "best").glob("step-*"))
-    if not saved:
+    best = best_checkpoint(final_stage_dir(run_dir / "checkpoints", plans))
+    if best is None:
         raise StageError(f"{run_dir / 'checkpoints'}: no trained {name} checkpoint; run `llmrec train` first")
     model.set_stage(plans[-1].name)
-    tf.train.Checkpoint(model=model).read(str(saved[-1] / "ckpt")).expect_partial()
+    tf.train.Checkpoint(model=model).read(best).expect_partial()
     return model
 
 

@@ -109,3 +109,9 @@ def restore(checkpoint: tf.train.Checkpoint, saved: SavedCheckpoint, partial: bo
         message = getattr(error, "message", str(error)).strip().splitlines()[0]
         raise CheckpointError(f"{named}: corrupted or incompatible checkpoint ({message}); delete {saved.directory} "
                               "or rerun with --restart") from None
+
+
+def best_checkpoint(stage_directory: Path) -> Optional[str]:
+    """The checkpoint prefix of a stage's best weights (`<stage dir>/best/step-*/ckpt`), or None."""
+    saved = CheckpointStore(Path(stage_directory) / "best").latest()
+    return saved.prefix if saved is not None else None

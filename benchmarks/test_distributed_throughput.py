@@ -1,0 +1,75 @@
+"""Examples/s of 1 process vs 2 Horovod ranks (sparse embedding gradients all-gathered, or
+`sparse_as_dense`) vs 2 MultiWorkerMirrored workers on this host, and the share of each step
+spent reducing gradients, for the ID two-tower at Amazon Games sizes (global batch 1,024).
+
+Run with `make bench`. Each configuration runs benchmarks/distributed_step_worker.py, which times
+60 steps with the reduction and 60 without it (every process applying its own gradient); the
+share is 1 - unreduced / reduced. The global batch is fixed, so a second process halves each
+one's work: speed-up = examples/s ratio. On a 2-core machine the two processes share the cores,
+so a speed-up above 1 is not expected here; the printed numbers say what the reduction costs.
+Nothing is asserted about times.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).with_name("distributed_step_worker.py")
+BIN = Path(sys.executable).parent
+
+
+def free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for handle in sockets:
+        handle.bind(("127.0.0.1", 0))
+    ports = [handle.getsockname()[1] for handle in sockets]
+    for handle in sockets:
+        handle.close()
+    return ports
+
+
+def measure(engine, sparse_as_dense, env):
+    flag = "1" if sparse_as_dense else "0"
+    if engine == "single":
+        output = subprocess.run([sys.executable, str(WORKER), "single", flag], env=env, capture_output=True,
+                                text=True, timeout=1800).stdout
+    elif engine == "horovod":
+        output = subprocess.run([str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", sys.executable,
+                                 str(WORKER), "horovod", flag], env=env, capture_output=True, text=True,
+                                timeout=1800).stdout
+    else:
+        addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+        workers = [subprocess.Popen([sys.executable, str(WORKER), "multi_worker", flag], stdout=subprocess.PIPE,
+                                    text=True, env={**env, "TF_CONFIG": json.dumps(
+                                        {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})})
+                   for i in range(2)]
+        output = "".join(worker.communicate(timeout=1800)[0] for worker in workers)
+    found = re.findall(r"RESULT (\{.*\})", output)
+    assert found, output[-3000:]
+    return json.loads(found[0])
+
+
+def test_examples_per_second_and_reduction_share():
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", TF_CPP_MIN_LOG_LEVEL="2")
+    runs = [("1 process", measure("single", False, env)),
+            ("2 Horovod ranks, sparse gradients", measure("horovod", False, env)),
+            ("2 Horovod ranks, sparse_as_dense", measure("horovod", True, env)),
+            ("2 MWMS workers", measure("multi_worker", False, env))]
+    base = runs[0][1]["examples_per_second"]
+    print("\ntwo-tower at Amazon Games sizes, global batch 1,024, d = 64")
+    print(f"{'run':<36} {'ms/step':>8} {'examples/s':>11} {'vs 1 process':>13} {'reduction share':>16}")
+    for label, result in runs:
+        share = 1.0 - result["ms_per_step_unreduced"] / result["ms_per_step"]
+        print(f"{label:<36} {result['ms_per_step']:8.1f} {result['examples_per_second']:11.0f} "
+              f"{result['examples_per_second'] / base:13.2f} {share:16.1%}")
+    sparse, dense = runs[1][1]["ms_per_step"], runs[2][1]["ms_per_step"]
+    print(f"sparse_as_dense on / off step time: {dense / sparse:.2f}")
