@@ -11,6 +11,7 @@ setup:
 	@bash scripts/setup_env.sh
 	@bash scripts/setup_horovod.sh
 
+# Kept as a name for the Horovod half (rebuilds it when its stamp is stale); `setup` includes it.
 setup-horovod: setup
 
 doctor: setup

@@ -26,7 +26,8 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        # Built from the patched sdist by `make setup-horovod`; listed here for discoverability.
+        # Built from the patched sdist by `make setup` (scripts/setup_horovod.sh): pip cannot build
+        # 0.28.1 against TF 2.20 unpatched. Only `train.strategy: horovod` imports it.
         "horovod": ["horovod==0.28.1"],
         # A local GGUF model as the LLM backend; builds llama.cpp from source (about 16 min on 2 cores).
         "gguf": ["llama-cpp-python==0.3.36"],

@@ -1,8 +1,10 @@
 """One process of the distributed step-time benchmark (see test_distributed_throughput.py).
 
-argv: ENGINE (single | horovod | multi_worker) SPARSE_AS_DENSE (0/1). Trains the ID two-tower at
-Amazon Games sizes (16,856 items, d = 64, history pooling, 64 sampled negatives) on synthetic
-batches of global size 1,024, and prints `RESULT {json}` from the chief: ms per step with the
+argv: ENGINE (single | horovod | multi_worker) SPARSE_AS_DENSE (0/1) MODEL (two_tower | lightgcn).
+Trains at Amazon Games sizes on synthetic batches of global size 1,024: the ID two-tower (16,856
+items, d = 64, history pooling, 64 sampled negatives) or LightGCN (50,546 users + 16,856 items,
+288,626 random training edges, 3 layers: every replica propagates the whole graph every step), and
+prints `RESULT {json}` from the chief: ms per step with the
 gradients reduced across processes, and ms per step of the same step without the reduction
 (each process applies its own gradient), whose difference is the time spent reducing.
 """
@@ -19,13 +21,13 @@ import tensorflow as tf  # noqa: E402
 from tfrs_llmrec.config.schema import ModelConfig, TowerConfig, TrainConfig  # noqa: E402
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX  # noqa: E402
 from tfrs_llmrec.distributed import make_distribution  # noqa: E402
-from tfrs_llmrec.models import TwoTowerModel  # noqa: E402
+from tfrs_llmrec.models import LightGCNModel, TwoTowerModel  # noqa: E402
 from tfrs_llmrec.training import build_variables, set_global_determinism  # noqa: E402
 
 NUM_USERS, NUM_ITEMS, DIM, GLOBAL_BATCH, MAX_HISTORY = 50_546, 16_856, 64, 1_024, 50
 WARMUP, STEPS = 10, 60
 
-ENGINE, SPARSE_AS_DENSE = sys.argv[1], sys.argv[2] == "1"
+ENGINE, SPARSE_AS_DENSE, MODEL = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
 distribution = make_distribution(TrainConfig(strategy=ENGINE))
 processes, index = distribution.num_processes, distribution.process_index
 local_batch = GLOBAL_BATCH // distribution.num_replicas
@@ -65,9 +67,13 @@ def unreduced(replicas):
 
 def ms_per_step(reduce: bool, data) -> float:
     set_global_determinism(0)
-    config = ModelConfig(tower=TowerConfig(dim=DIM, use_user_id=False), num_sampled_negatives=64)
+    config = ModelConfig(tower=TowerConfig(dim=DIM, use_user_id=False), num_sampled_negatives=64, lightgcn_layers=3)
     with distribution.scope():
-        model = TwoTowerModel(NUM_USERS, NUM_ITEMS, np.ones(NUM_ITEMS), config, seed=0)
+        if MODEL == "lightgcn":
+            edges = np.random.default_rng(7).integers(0, [NUM_USERS, NUM_ITEMS], (288_626, 2))
+            model = LightGCNModel(NUM_USERS, NUM_ITEMS, edges[:, 0], edges[:, 1], config, seed=0)
+        else:
+            model = TwoTowerModel(NUM_USERS, NUM_ITEMS, np.ones(NUM_ITEMS), config, seed=0)
         build_variables(model, data[0], ["train"])
         model.compile(tf.keras.optimizers.Adam(1e-3))
     replicas = distribution.replicas(SPARSE_AS_DENSE)
@@ -90,6 +96,6 @@ data = batches(WARMUP + STEPS)
 reduced = ms_per_step(True, data)
 alone = ms_per_step(False, data)
 if distribution.is_chief:
-    print("RESULT " + json.dumps({"engine": ENGINE, "processes": processes, "sparse_as_dense": SPARSE_AS_DENSE,
+    print("RESULT " + json.dumps({"model": MODEL, "engine": ENGINE, "processes": processes, "sparse_as_dense": SPARSE_AS_DENSE,
                                   "ms_per_step": reduced, "ms_per_step_unreduced": alone,
                                   "examples_per_second": GLOBAL_BATCH / (reduced / 1000.0)}), flush=True)

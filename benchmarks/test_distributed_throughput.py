@@ -1,6 +1,7 @@
 """Examples/s of 1 process vs 2 Horovod ranks (sparse embedding gradients all-gathered, or
 `sparse_as_dense`) vs 2 MultiWorkerMirrored workers on this host, and the share of each step
-spent reducing gradients, for the ID two-tower at Amazon Games sizes (global batch 1,024).
+spent reducing gradients, for the ID two-tower at Amazon Games sizes (global batch 1,024); and
+the same for LightGCN, whose full-graph propagation every replica repeats every step.
 
 Run with `make bench`. Each configuration runs benchmarks/distributed_step_worker.py, which times
 60 steps with the reduction and 60 without it (every process applying its own gradient); the
@@ -37,18 +38,18 @@ def free_ports(count):
     return ports
 
 
-def measure(engine, sparse_as_dense, env):
-    flag = "1" if sparse_as_dense else "0"
+def measure(engine, sparse_as_dense, env, model="two_tower"):
+    flag = ["1" if sparse_as_dense else "0", model]
     if engine == "single":
-        output = subprocess.run([sys.executable, str(WORKER), "single", flag], env=env, capture_output=True,
+        output = subprocess.run([sys.executable, str(WORKER), "single", *flag], env=env, capture_output=True,
                                 text=True, timeout=1800).stdout
     elif engine == "horovod":
         output = subprocess.run([str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", sys.executable,
-                                 str(WORKER), "horovod", flag], env=env, capture_output=True, text=True,
+                                 str(WORKER), "horovod", *flag], env=env, capture_output=True, text=True,
                                 timeout=1800).stdout
     else:
         addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
-        workers = [subprocess.Popen([sys.executable, str(WORKER), "multi_worker", flag], stdout=subprocess.PIPE,
+        workers = [subprocess.Popen([sys.executable, str(WORKER), "multi_worker", *flag], stdout=subprocess.PIPE,
                                     text=True, env={**env, "TF_CONFIG": json.dumps(
                                         {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})})
                    for i in range(2)]
@@ -73,3 +74,13 @@ def test_examples_per_second_and_reduction_share():
               f"{result['examples_per_second'] / base:13.2f} {share:16.1%}")
     sparse, dense = runs[1][1]["ms_per_step"], runs[2][1]["ms_per_step"]
     print(f"sparse_as_dense on / off step time: {dense / sparse:.2f}")
+
+    graph = [("1 process", measure("single", False, env, "lightgcn")),
+             ("2 Horovod ranks", measure("horovod", False, env, "lightgcn"))]
+    print("\nLightGCN at Amazon Games sizes (67,402 nodes, 288,626 edges, 3 layers), global batch 1,024")
+    for label, result in graph:
+        share = 1.0 - result["ms_per_step_unreduced"] / result["ms_per_step"]
+        print(f"{label:<36} {result['ms_per_step']:8.1f} ms/step {result['examples_per_second']:9.0f} examples/s, "
+              f"reduction share {share:.1%}")
+    print(f"2 ranks / 1 process step time: {graph[1][1]['ms_per_step'] / graph[0][1]['ms_per_step']:.2f} "
+          "(each rank still propagates the whole graph)")

@@ -7,7 +7,7 @@ rank under horovodrun; multi_worker = a worker with TF_CONFIG). Prints one `RESU
    and for AlphaRec's InfoNCE over shared sampled negatives (no in-batch negatives). The
    negative control reduces nothing (Horovod: a plain tape; tf.distribute: no 1/N loss scale)
    and must not match.
-2. Training: two epochs through the real trainer (shuffled data, sampled negatives) into the
+2. Training: two epochs, in float32 and in mixed precision, through the real trainer (shuffled data, sampled negatives) into the
    shared directory argv[2] end with weights whose checksum every process prints (they must be
    bit-identical).
 """
@@ -31,7 +31,7 @@ from tfrs_llmrec.data.epochs import TrainingEpochs  # noqa: E402
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, USER_INDEX  # noqa: E402
 from tfrs_llmrec.models import AlphaRecModel, Replicas, TwoTowerModel  # noqa: E402
 from tfrs_llmrec.training import (StrategyDistribution, build_variables, model_weights,  # noqa: E402
-                                  set_global_determinism, train_stage)
+                                  set_global_determinism, set_precision, train_stage)
 
 NUM_USERS, NUM_ITEMS, PER_REPLICA = 12, 40, 6
 
@@ -121,13 +121,14 @@ def checksum(arrays):
     return hashlib.sha256(b"".join(np.ascontiguousarray(a, np.float32).tobytes() for a in arrays)).hexdigest()[:16]
 
 
-def trained_checksum():
+def trained_checksum(mixed_precision=False):
     rng = np.random.default_rng(5)
     count = 480
     users = rng.integers(0, NUM_USERS, count)
     records = {USER_INDEX: users.astype(np.int64), ITEM_INDEX: ((3 * users + rng.integers(0, 3, count)) % NUM_ITEMS),
                HISTORY: rng.integers(-1, NUM_ITEMS, (count, 4)).astype(np.int64)}
     epochs = TrainingEpochs(tf.data.Dataset.from_tensor_slices(records), count, 48, seed=11, shuffle_buffer=count)
+    set_precision(mixed_precision)
     with DISTRIBUTION.scope():
         model = build("two_tower", seed=DISTRIBUTION.process_index)  # per-process init: the broadcast must fix it
         build_variables(model, epochs.sample_batch(), ["train"])
@@ -135,8 +136,11 @@ def trained_checksum():
     model.replicas = DISTRIBUTION.replicas(sparse_as_dense=False)
     set_global_determinism(0)
     epoch_ends = []
-    train_stage(model, epochs, TrainConfig(epochs=2, learning_rate=0.02, early_stopping_patience=5),
-                sys.argv[2], DISTRIBUTION, lambda m: epoch_ends.append(1) or len(epoch_ends))
+    config = TrainConfig(epochs=2, learning_rate=0.02, early_stopping_patience=5, mixed_precision=mixed_precision)
+    result = train_stage(model, epochs, config, f"{sys.argv[2]}/{'mixed' if mixed_precision else 'float32'}",
+                         DISTRIBUTION, lambda m: epoch_ends.append(1) or len(epoch_ends))
+    set_precision(False)
+    assert np.isfinite(result.history["loss"]).all()
     return checksum(model_weights(model))
 
 
@@ -146,4 +150,6 @@ for name in ("two_tower", "alpharec"):
     result[f"{name}_matches"] = matches(one_step(name, distributed=True), reference)
     result[f"{name}_control_matches"] = matches(one_step(name, distributed=True, control=True), reference)
 result["trained_checksum"] = trained_checksum()
+# Mixed precision: the loss scale's skip-or-apply decision must agree on every process.
+result["mixed_precision_checksum"] = trained_checksum(mixed_precision=True)
 print("RESULT " + json.dumps(result), flush=True)

@@ -47,8 +47,11 @@ def test_two_replicas_equal_one_process_with_the_global_batch(engine_rows, engin
         assert all(row[check] for check in CHECKS), row
         # ... and the negative control (gradients not reduced) shows the comparison can fail.
         assert not any(row[control] for control in CONTROLS), row
-    # Two epochs on shuffled data with sampled negatives: every process ends bit-identical.
+    # Two epochs on shuffled data with sampled negatives: every process ends bit-identical, in
+    # float32 and in mixed precision with dynamic loss scaling.
     assert len({row["trained_checksum"] for row in rows}) == 1, rows
+    assert len({row["mixed_precision_checksum"] for row in rows}) == 1, rows
+    assert rows[0]["mixed_precision_checksum"] != rows[0]["trained_checksum"]
 
 
 def test_horovod_and_multi_worker_end_on_the_same_weights(engine_rows):

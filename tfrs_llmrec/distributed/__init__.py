@@ -16,23 +16,23 @@ class StrategyError(RuntimeError):
     """The configured strategy cannot run in this environment; the message says how to fix it."""
 
 
-def make_distribution(config: TrainConfig, collective_timeout_s: float = 600.0) -> Distribution:
+def make_distribution(config: TrainConfig) -> Distribution:
     """The `train.strategy` of `config`, set up for this process."""
     if config.strategy == "single":
         return StrategyDistribution(tf.distribute.get_strategy(), "single")
     if config.strategy == "mirrored":
         return StrategyDistribution(tf.distribute.MirroredStrategy(), "mirrored")
     if config.strategy == "multi_worker":
-        return _multi_worker(collective_timeout_s)
+        return _multi_worker()
     if not horovod_installed():
         raise StrategyError("train.strategy: 'horovod' needs the Horovod build, which is missing from this "
-                            "environment; run `make setup-horovod` (part of `make setup`)")
+                            "environment; run `make setup-horovod` (part of `make setup`), which builds it with our TF 2.20 patch")
     from tfrs_llmrec.distributed.horovod import HorovodDistribution
 
     return HorovodDistribution()
 
 
-def _multi_worker(collective_timeout_s: float) -> Distribution:
+def _multi_worker() -> Distribution:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise StrategyError("train.strategy: 'multi_worker' needs TF_CONFIG (a cluster spec and this task); "
@@ -48,8 +48,10 @@ def _multi_worker(collective_timeout_s: float) -> Distribution:
         ("worker", index) for index in range(len(cluster.get("worker", [])))]
     if (task_type, task_index) not in order:
         raise StrategyError(f"TF_CONFIG: task {task_type}:{task_index} is not in the cluster {cluster}")
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_s)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    # No CommunicationOptions(timeout_seconds=...): in TF 2.20 it leaks a thread per collective
+    # (thousands per epoch, until thread creation fails). A dead peer is caught by the
+    # coordination service's heartbeats instead, and `llmrec launch` stops the others.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
     return StrategyDistribution(strategy, "multi_worker", process_index=order.index((task_type, task_index)),
                                 num_processes=len(order))
 

@@ -16,7 +16,7 @@ optimizer step) draws exactly the negatives the uninterrupted run drew.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -170,7 +170,3 @@ def all_items(function: Callable[[tf.Tensor], tf.Tensor], num_items: int, batch_
     parts = [function(tf.range(start, min(start + batch_size, num_items), dtype=tf.int64)).numpy()
              for start in range(0, num_items, batch_size)]
     return np.concatenate(parts, axis=0)
-
-
-def stage_names(plans: Sequence[StagePlan]) -> List[str]:
-    return [plan.name for plan in plans]

@@ -70,6 +70,7 @@ class StrategyDistribution(Distribution):
         self.num_replicas = strategy.num_replicas_in_sync
         self.process_index = process_index
         self.num_processes = num_processes
+        self._agree = None
 
     def scope(self):
         return self.strategy.scope()
@@ -101,13 +102,14 @@ class StrategyDistribution(Distribution):
     def agree(self, values: Sequence[float]) -> np.ndarray:
         if self.num_replicas == 1:
             return np.asarray(values, np.float64)
-        local = tf.constant(np.asarray(values, np.float64))
+        if self._agree is None:
+            def replica_fn(local):
+                context = tf.distribute.get_replica_context()
+                # Global replica 0 lives on the chief: only its copy counts.
+                mine = tf.where(tf.equal(context.replica_id_in_sync_group, 0), local, tf.zeros_like(local))
+                return context.all_reduce(tf.distribute.ReduceOp.SUM, mine)
 
-        def replica_fn():
-            context = tf.distribute.get_replica_context()
-            # Global replica 0 lives on the chief: only its copy counts.
-            mine = tf.where(tf.equal(context.replica_id_in_sync_group, 0), local, tf.zeros_like(local))
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, mine)
-
-        agreed = self.strategy.run(replica_fn)
+            # In a tf.function: run eagerly, a strategy starts threads for every call.
+            self._agree = tf.function(lambda local: self.strategy.run(replica_fn, args=(local,)))
+        agreed = self._agree(tf.constant(np.asarray(values, np.float64)))
         return self.strategy.experimental_local_results(agreed)[0].numpy()
