@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(7200)]
 
 WORKER = Path(__file__).with_name("distributed_step_worker.py")
 BIN = Path(sys.executable).parent

@@ -1,5 +1,5 @@
-"""One process of a 2-replica job (ENGINE: mirrored = 2 logical CPUs in this process; horovod = a
-rank under horovodrun; multi_worker = a worker with TF_CONFIG). Prints one `RESULT {json}` line.
+"""One process of a 2-replica job. ENGINE: mirrored (2 logical CPUs in this process), horovod (a
+rank under horovodrun) or multi_worker (a worker with TF_CONFIG). Prints one `RESULT {json}` line.
 
 1. Gradient semantics: one SGD(lr=1) step on a fixed global batch of 2B examples, replica r
    taking rows [rB, (r+1)B), must move the weights exactly as one process with the whole batch

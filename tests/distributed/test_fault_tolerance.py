@@ -167,7 +167,8 @@ def test_horovod_rank_killed_mid_epoch_fails_fast_and_resumes_identically(repo_r
 
     again = subprocess.run(horovod("hvd-killed"), capture_output=True, text=True, env=base_env(), timeout=900)
     assert again.returncode == 0, again.stdout[-3000:]
-    assert (again.stdout + again.stderr).count(f"from step {stopped_at}") == 2  # both ranks resumed from the chief's checkpoint
+    # Both ranks resumed from the chief's checkpoint.
+    assert (again.stdout + again.stderr).count(f"from step {stopped_at}") == 2
     assert_same_weights(final_weights(output_dir, "hvd-killed"), final_weights(output_dir, "hvd-straight"))
 
 

@@ -274,6 +274,10 @@ def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         if distribution.is_chief:
             write_json_atomically(run_dir / TRAIN_RESULT_FILE, {"model": name, "history": {}, "epochs_completed": 0})
         return
+    global_batch = global_batch_size(config.train, distribution.num_replicas)
+    if global_batch % distribution.num_replicas:
+        raise StageError(f"train.batch_size: a global batch of {global_batch} does not split evenly over "
+                         f"{distribution.num_replicas} replicas; use a multiple of {distribution.num_replicas}")
     set_global_determinism(config.seed)
     set_precision(config.train.mixed_precision)
     try:
@@ -281,8 +285,7 @@ def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
             model = _build(config, dataset, name, distribution)
         model.replicas = distribution.replicas(config.train.sparse_as_dense)
         model.jit_compile = config.train.jit_compile
-        epochs = dataset.training_epochs("train", global_batch_size(config.train, distribution.num_replicas),
-                                         config.seed, config.train.shuffle_buffer)
+        epochs = dataset.training_epochs("train", global_batch, config.seed, config.train.shuffle_buffer)
         if distribution.is_chief:
             log.info("training %s with strategy %s: %d replica(s), global batch %d, %d steps per epoch", name,
                      distribution.name, distribution.num_replicas, epochs.global_batch_size, epochs.steps_per_epoch)

@@ -26,7 +26,8 @@ def make_distribution(config: TrainConfig) -> Distribution:
         return _multi_worker()
     if not horovod_installed():
         raise StrategyError("train.strategy: 'horovod' needs the Horovod build, which is missing from this "
-                            "environment; run `make setup-horovod` (part of `make setup`), which builds it with our TF 2.20 patch")
+                            "environment; run `make setup-horovod` (part of `make setup`), which builds it with "
+                            "our TF 2.20 patch")
     from tfrs_llmrec.distributed.horovod import HorovodDistribution
 
     return HorovodDistribution()

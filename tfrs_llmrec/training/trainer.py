@@ -160,16 +160,19 @@ def train_stage(model: RecommenderModel, epochs: TrainingEpochs, config: TrainCo
                 publish(latest, checkpoint)
                 raise Preempted(f"SIGTERM: stopped after step {int(optimizer.iterations.numpy())}; checkpoint in "
                                 f"{latest.root}; rerun the same command to resume")
-            if config.checkpoint_every_steps and int(optimizer.iterations.numpy()) % config.checkpoint_every_steps == 0:
+            every = config.checkpoint_every_steps
+            if every and int(optimizer.iterations.numpy()) % every == 0:
                 publish(latest, checkpoint)
         progress.close()
 
         mean_loss = state["epoch_loss_sum"] / steps_per_epoch
         value, extras = (float(monitor_fn(model)), extra_metrics_fn(model) if extra_metrics_fn else {}) if chief \
             else (0.0, {})
+        # The chief decides; every process adopts its decision, so all stop at the same epoch.
         improved = chief and value > result.best_value
         wait = 0 if improved else state["wait"] + 1
-        stop_now = chief and ((stop_at is not None and value >= stop_at) or (wait > 0 and wait >= config.early_stopping_patience))
+        stop_now = chief and ((stop_at is not None and value >= stop_at) or
+                              (wait > 0 and wait >= config.early_stopping_patience))
         value, improved, stop_now = distribution.agree([value, float(improved), float(stop_now)])
         improved, stop_now = bool(improved), bool(stop_now)
 
