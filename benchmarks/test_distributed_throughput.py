@@ -59,6 +59,13 @@ def measure(engine, sparse_as_dense, env, model="two_tower"):
     return json.loads(found[0])
 
 
+def reduction_share(result) -> str:
+    """1 - unreduced / reduced step time; a single process reduces nothing."""
+    if result["processes"] == 1:
+        return "-"
+    return f"{1.0 - result['ms_per_step_unreduced'] / result['ms_per_step']:.1%}"
+
+
 def test_examples_per_second_and_reduction_share():
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", TF_CPP_MIN_LOG_LEVEL="2")
     runs = [("1 process", measure("single", False, env)),
@@ -69,9 +76,8 @@ def test_examples_per_second_and_reduction_share():
     print("\ntwo-tower at Amazon Games sizes, global batch 1,024, d = 64")
     print(f"{'run':<36} {'ms/step':>8} {'examples/s':>11} {'vs 1 process':>13} {'reduction share':>16}")
     for label, result in runs:
-        share = 1.0 - result["ms_per_step_unreduced"] / result["ms_per_step"]
         print(f"{label:<36} {result['ms_per_step']:8.1f} {result['examples_per_second']:11.0f} "
-              f"{result['examples_per_second'] / base:13.2f} {share:16.1%}")
+              f"{result['examples_per_second'] / base:13.2f} {reduction_share(result):>16}")
     sparse, dense = runs[1][1]["ms_per_step"], runs[2][1]["ms_per_step"]
     print(f"sparse_as_dense on / off step time: {dense / sparse:.2f}")
 
@@ -79,8 +85,7 @@ def test_examples_per_second_and_reduction_share():
              ("2 Horovod ranks", measure("horovod", False, env, "lightgcn"))]
     print("\nLightGCN at Amazon Games sizes (67,402 nodes, 288,626 edges, 3 layers), global batch 1,024")
     for label, result in graph:
-        share = 1.0 - result["ms_per_step_unreduced"] / result["ms_per_step"]
         print(f"{label:<36} {result['ms_per_step']:8.1f} ms/step {result['examples_per_second']:9.0f} examples/s, "
-              f"reduction share {share:.1%}")
+              f"reduction share {reduction_share(result)}")
     print(f"2 ranks / 1 process step time: {graph[1][1]['ms_per_step'] / graph[0][1]['ms_per_step']:.2f} "
           "(each rank still propagates the whole graph)")
