@@ -89,7 +89,7 @@ def test_killed_run_resumes_bit_identical(repo_root_path, output_dir, uninterrup
     command = train_command(repo_root_path, output_dir, name)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base_env())
     wait_for_checkpoint(process, output_dir, name)
-    time.sleep(random.Random(kill_signal).uniform(0.5, 4.0))  # a seeded "random" step
+    time.sleep(random.Random(kill_signal).uniform(0.2, 1.5))  # a seeded "random" step
     process.send_signal(kill_signal)
     _, stderr = process.communicate(timeout=300)
     if kill_signal == signal.SIGKILL:

@@ -376,7 +376,7 @@ def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         manifest["indexes"][kind] = entry
         print(f"export: {kind} index reloaded in a fresh process; recall@{found.shape[1]} against exact "
               f"brute force on {len(sample)} users: {recall:.4f}")
-    if name == "alpharec":
+    if model.serves_text_intentions:
         manifest["intention"] = _export_intention(config, dataset, tower, item_embeddings, sample, inputs["history"],
                                                   id_to_index, export_dir)
     write_json_atomically(export_dir / "export.json", manifest)

@@ -106,6 +106,8 @@ class AlphaRecModel(RecommenderModel):
     Every replica propagates the whole graph each step.
     """
 
+    serves_text_intentions = True
+
     def __init__(self, item_vectors: np.ndarray, num_users: int, train_users: np.ndarray,
                  train_items: np.ndarray, config: ModelConfig, seed: Optional[int] = None):
         super().__init__(seed=seed)

@@ -160,6 +160,9 @@ class RecommenderModel(tfrs.Model):
         """The (features) -> query embedding callable to export, or None when not exportable."""
         return getattr(self, "query_tower", None)
 
+    # The serving tower also takes a query-text vector (intention-aware retrieval).
+    serves_text_intentions = False
+
     def item_diagnostics(self) -> Dict[str, np.ndarray]:
         """Per-item values worth reporting by popularity bucket (e.g. a gate's weight)."""
         return {}
