@@ -1,10 +1,10 @@
 """The stages of `llmrec run`, each reading the previous stage's outputs from the run directory.
 
 Layout of a run directory (runs/<name>/):
-    config.yaml           resolved config          train_result.json   loss and monitor per epoch
-    checkpoints/          latest/ and best/        metrics.json        evaluation, overall/head/tail
-    export/               query/, index_*/, export.json                 report.html
-    timings.json          seconds per stage
+    config.yaml, training-config.sha256   resolved config; hash of what identifies the training
+    checkpoints/<n>-<stage>/latest|best/step-<step>/   checkpoint + state.json (one per stage)
+    train_result.json     loss and monitor per epoch     metrics.json   overall/head/tail
+    export/               query/, index_*/, export.json  report.html, timings.json
 Stages are idempotent: ingestion reuses a complete prepared dataset, training resumes from its
 checkpoints, and evaluation/export/report rewrite their outputs atomically.
 """
