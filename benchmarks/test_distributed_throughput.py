@@ -20,22 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tfrs_llmrec.cli.launch import local_tf_configs
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(7200)]
 
 WORKER = Path(__file__).with_name("distributed_step_worker.py")
 BIN = Path(sys.executable).parent
-
-
-def free_ports(count):
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    for handle in sockets:
-        handle.bind(("127.0.0.1", 0))
-    ports = [handle.getsockname()[1] for handle in sockets]
-    for handle in sockets:
-        handle.close()
-    return ports
 
 
 def measure(engine, sparse_as_dense, env, model="two_tower"):
@@ -48,11 +38,9 @@ def measure(engine, sparse_as_dense, env, model="two_tower"):
                                  str(WORKER), "horovod", *flag], env=env, capture_output=True, text=True,
                                 timeout=1800).stdout
     else:
-        addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
         workers = [subprocess.Popen([sys.executable, str(WORKER), "multi_worker", *flag], stdout=subprocess.PIPE,
-                                    text=True, env={**env, "TF_CONFIG": json.dumps(
-                                        {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})})
-                   for i in range(2)]
+                                    text=True, env={**env, "TF_CONFIG": tf_config})
+                   for tf_config in local_tf_configs(2)]
         output = "".join(worker.communicate(timeout=1800)[0] for worker in workers)
     found = re.findall(r"RESULT (\{.*\})", output)
     assert found, output[-3000:]

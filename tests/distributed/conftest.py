@@ -3,35 +3,17 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tfrs_llmrec.cli.launch import local_tf_configs
 
 WORKER = Path(__file__).with_name("equivalence_worker.py")
 
 
 def horovodrun():
     return str(Path(sys.executable).with_name("horovodrun"))
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for handle in sockets:
-            handle.bind(("127.0.0.1", 0))
-        return [handle.getsockname()[1] for handle in sockets]
-    finally:
-        for handle in sockets:
-            handle.close()
-
-
-def tf_configs(count):
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(count)]
-    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
-            for index in range(count)]
 
 
 def results(text):
@@ -47,11 +29,6 @@ def base_env():
     return environment
 
 
-@pytest.fixture
-def env():
-    return base_env()
-
-
 def run_horovod(command, env, processes=2, timeout=600):
     return subprocess.run([horovodrun(), "-np", str(processes), "-H", f"localhost:{processes}", "--gloo", *command],
                           capture_output=True, text=True, env=env, timeout=timeout)
@@ -60,6 +37,6 @@ def run_horovod(command, env, processes=2, timeout=600):
 def run_workers(command, env, processes=2, timeout=600):
     """`command` once per TF_CONFIG worker; returns (return codes, combined output)."""
     running = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**env, "TF_CONFIG": config}) for config in tf_configs(processes)]
+                                env={**env, "TF_CONFIG": config}) for config in local_tf_configs(processes)]
     outputs = [process.communicate(timeout=timeout)[0] for process in running]
     return [process.returncode for process in running], "\n".join(outputs)

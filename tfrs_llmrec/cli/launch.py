@@ -34,6 +34,13 @@ def free_loopback_ports(count: int) -> List[int]:
             handle.close()
 
 
+def local_tf_configs(count: int) -> List[str]:
+    """TF_CONFIG values for `count` workers of one cluster on free loopback ports, by worker index."""
+    addresses = [f"127.0.0.1:{port}" for port in free_loopback_ports(count)]
+    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+            for index in range(count)]
+
+
 def worker_command(config: Path, overrides: Sequence[str], beam_options: Sequence[str], restart: bool) -> List[str]:
     command = [sys.executable, "-m", "tfrs_llmrec.cli.main", "train", str(config)]
     for override in [*overrides, "train.strategy=multi_worker"]:
@@ -60,13 +67,10 @@ def launch_workers(workers: int, config: Path, overrides: Sequence[str], beam_op
     if workers < 1:
         print("llmrec launch: --workers must be at least 1", file=sys.stderr)
         return 2
-    addresses = [f"127.0.0.1:{port}" for port in free_loopback_ports(workers)]
+    configs = local_tf_configs(workers)
     command = worker_command(config, overrides, beam_options, restart)
-    processes = []
-    for index in range(workers):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": addresses},
-                                                     "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(command, env=env))
+    processes = [subprocess.Popen(command, env=dict(os.environ, TF_CONFIG=tf_config)) for tf_config in configs]
+    addresses = json.loads(configs[0])["cluster"]["worker"]
     print(f"llmrec launch: {workers} workers on {', '.join(addresses)}", file=sys.stderr, flush=True)
 
     interrupted = []

@@ -299,8 +299,10 @@ def to_dict(config: Any) -> Dict[str, Any]:
 
 
 def config_hash(config: Any) -> str:
-    """A stable digest of the resolved config, for manifests and cache keys."""
-    canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    """A stable digest of the resolved config (a dataclass, or a part of one as a dict), for
+    manifests and cache keys."""
+    canonical = json.dumps(config if isinstance(config, dict) else to_dict(config), sort_keys=True,
+                           separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 

@@ -15,6 +15,7 @@ optimizer step) draws exactly the negatives the uninterrupted run drew.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -76,7 +77,7 @@ class StagePlan:
     ranking_extras: Optional[str] = None
 
 
-class RecommenderModel(tfrs.Model):
+class RecommenderModel(tfrs.Model, metaclass=abc.ABCMeta):
     """A trainable retrieval model. Subclasses implement `compute_loss`, `item_embeddings` and
     `query_embeddings`; the defaults below describe a one-stage model with a `query_tower`."""
 
@@ -150,11 +151,13 @@ class RecommenderModel(tfrs.Model):
     def set_stage(self, stage: str) -> None:
         """Sets which variables train in `stage`."""
 
+    @abc.abstractmethod
     def item_embeddings(self) -> np.ndarray:
-        raise NotImplementedError
+        """[I, d] every item's embedding, as retrieval scores them."""
 
+    @abc.abstractmethod
     def query_embeddings(self, user_indices: np.ndarray, histories: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """[B, d] the queries of `user_indices` with their `histories` ([B, L], PAD_ITEM-padded)."""
 
     def serving_query_tower(self):
         """The (features) -> query embedding callable to export, or None when not exportable."""

@@ -5,6 +5,7 @@ MultiWorkerMirroredStrategy). Horovod's lives in `tfrs_llmrec.distributed.horovo
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from typing import Callable, Iterable, Sequence, Tuple
 
@@ -17,8 +18,8 @@ from tfrs_llmrec.models.base import RecommenderModel, Replicas
 StepFunction = Callable[[object, tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]
 
 
-class Distribution:
-    """One process's view of a training job.
+class Distribution(abc.ABC):
+    """One process's view of a training job. The defaults describe one process with one replica.
 
     `is_chief` is the one process that writes checkpoints, metrics, reports and exports; the
     others train and wait. `agree` gives every process the chief's values (e.g. its
@@ -43,12 +44,13 @@ class Distribution:
         replicas.sparse_as_dense = sparse_as_dense
         return replicas
 
+    @abc.abstractmethod
     def epoch_batches(self, epochs: TrainingEpochs, epoch: int, start_step: int) -> Iterable:
-        raise NotImplementedError
+        """This process's batches of `epoch` from `start_step` on, as its step function takes them."""
 
+    @abc.abstractmethod
     def step_function(self, model: RecommenderModel) -> StepFunction:
         """(batch, local stop request 0/1) -> (mean loss over replicas, stop requests summed over them)."""
-        raise NotImplementedError
 
     def broadcast_variables(self, variables: Sequence[tf.Variable]) -> None:
         """Makes every process hold the chief's values."""

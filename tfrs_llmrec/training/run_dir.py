@@ -7,8 +7,6 @@ is computed from it (and are recomputed on every run).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List
@@ -16,7 +14,7 @@ from typing import Any, Dict, List
 import yaml
 
 from tfrs_llmrec.atomic_files import write_atomically
-from tfrs_llmrec.config import ExperimentConfig, dump_yaml, to_dict
+from tfrs_llmrec.config import ExperimentConfig, config_hash, dump_yaml, to_dict
 
 CONFIG_FILE = "config.yaml"
 HASH_FILE = "training-config.sha256"
@@ -46,15 +44,17 @@ def differing_keys(old: dict, new: dict) -> List[str]:
             for key in sorted(set(before) | set(after)) if before.get(key, "<absent>") != after.get(key, "<absent>")]
 
 
-def training_identity(config: ExperimentConfig) -> dict:
-    return {key: value for key, value in to_dict(config).items() if key not in DOWNSTREAM_SECTIONS}
+def training_identity(config: dict) -> dict:
+    """The sections of a resolved config (as a dict) that determine the trained model."""
+    return {key: value for key, value in config.items() if key not in DOWNSTREAM_SECTIONS}
 
 
 def claim_run_dir(config: ExperimentConfig, run_dir: Path, restart: bool = False) -> None:
     """Records `config` as the run directory's config. Raises RunConfigMismatch when the directory
     already holds a run of a different config, unless `restart`, which clears the old run first."""
     run_dir = Path(run_dir)
-    digest = hashlib.sha256(json.dumps(training_identity(config), sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    identity = training_identity(to_dict(config))
+    digest = config_hash(identity)
     recorded = run_dir / HASH_FILE
     if restart:
         for name in RUN_OUTPUTS:
@@ -66,8 +66,7 @@ def claim_run_dir(config: ExperimentConfig, run_dir: Path, restart: bool = False
     elif recorded.is_file() and recorded.read_text(encoding="utf-8").strip() != digest:
         old_path = run_dir / CONFIG_FILE
         old = yaml.safe_load(old_path.read_text(encoding="utf-8")) if old_path.is_file() else {}
-        old = {key: value for key, value in (old or {}).items() if key not in DOWNSTREAM_SECTIONS}
-        changes = differing_keys(old, training_identity(config))
+        changes = differing_keys(training_identity(old or {}), identity)
         raise RunConfigMismatch(
             f"{run_dir} holds a run of another config ({len(changes)} key(s) differ: {'; '.join(changes)}); "
             "rerun with --restart to discard it, or give this config another name")
