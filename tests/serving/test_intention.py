@@ -5,7 +5,8 @@ import tensorflow as tf
 from tfrs_llmrec.config.schema import ModelConfig, SemanticTowerConfig, TowerConfig
 from tfrs_llmrec.data.spec import PAD_ITEM
 from tfrs_llmrec.models.alpharec import AlphaRecModel
-from tfrs_llmrec.serving.export import IndexSettings, build_index, check_in_fresh_process
+from tfrs_llmrec.serving.export import check_in_fresh_process
+from tfrs_llmrec.serving.indexes import IndexSettings, build_index
 from tfrs_llmrec.serving.intention import intention_queries, save_intention_index_model
 
 NUM_USERS, NUM_ITEMS, SEMANTIC_DIM, MAX_HISTORY, K = 10, 40, 8, 4, 5
