@@ -47,9 +47,11 @@ VECTORS_DIR = "_vectors"
 TITLE, METADATA, MOTIVATION = "title", "metadata", "motivation"
 
 
-def features_dir(dataset: PreparedDataset, features: FeaturesConfig) -> Path:
-    """Features are keyed by the dataset they describe and by their own config."""
-    return dataset.root.parent.parent / fspec.FEATURES_DIR / f"{dataset.root.name}-{config_hash(features)}"
+def features_dir(dataset: PreparedDataset, features: FeaturesConfig, output_dir: Optional[Path] = None) -> Path:
+    """Features are keyed by the dataset they describe and by their own config; they go under
+    `output_dir` (default: the output directory that holds the dataset)."""
+    root = Path(output_dir) if output_dir is not None else dataset.root.parent.parent
+    return root / fspec.FEATURES_DIR / f"{dataset.root.name}-{config_hash(features)}"
 
 
 def item_texts(title: str, genres: Sequence[str], description: str) -> Dict[str, str]:
@@ -261,13 +263,14 @@ def _text_hashes(table: ItemTable) -> List[str]:
 
 
 def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, pipeline_args: Sequence[str] = (),
-                 sid_source: str = METADATA, force: bool = False) -> Path:
-    """Builds (or reuses) the semantic features of `dataset`; returns their directory."""
+                 sid_source: str = METADATA, force: bool = False, output_dir: Optional[Path] = None) -> Path:
+    """Builds (or reuses) the semantic features of `dataset` under `output_dir` (see
+    `features_dir`); returns their directory."""
     from tfrs_llmrec.encoders import build_encoder
     from tfrs_llmrec.semantic_ids import fit_semantic_ids, fit_user_semantic_ids, save_quantizer
 
     started = time.perf_counter()
-    target = features_dir(dataset, features)
+    target = features_dir(dataset, features, output_dir)
     if (target / spec.MANIFEST_FILE).is_file() and not force:
         log.info("reusing the semantic features %s", target)
         return target

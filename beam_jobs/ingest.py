@@ -39,6 +39,7 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.pvalue import AsDict, AsList, AsSingleton, TaggedOutput
 
+from tfrs_llmrec.atomic_files import publish_directory
 from tfrs_llmrec.config.loader import config_hash, to_dict
 from tfrs_llmrec.config.schema import DataConfig
 from tfrs_llmrec.data import records, spec
@@ -655,13 +656,7 @@ def publish(partial: Path, target: Path, force: bool) -> Path:
             log.info("%s was completed by another run meanwhile; keeping it", target)
             shutil.rmtree(partial, ignore_errors=True)
             return target
-        retired = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(target, retired)
-        os.rename(partial, target)
-        shutil.rmtree(retired, ignore_errors=True)
-        return target
-    os.rename(partial, target)
-    return target
+    return publish_directory(partial, target)
 
 
 def run_ingestion(data_config: DataConfig, output_dir: Path, seed: int, pipeline_args: Sequence[str] = (),

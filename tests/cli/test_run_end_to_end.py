@@ -66,10 +66,13 @@ def test_run_produces_every_artefact(finished_run, llmrec_cmd, subprocess_env):
         assert group in two_tower
 
     export = json.loads((run_dir / "export" / "export.json").read_text())
-    assert export["query_max_abs_diff"] < 1e-5
-    assert export["indexes"]["brute_force"]["recall@10_vs_exact"] == 1.0
-    assert export["indexes"]["scann"]["recall@10_vs_exact"] >= 0.9  # every leaf searched
-    assert (run_dir / "export" / "index_scann" / "saved_model.pb").is_file()
+    brute_force, scann = export["models"]["brute_force"], export["models"]["scann"]
+    assert brute_force["query_max_abs_diff"] < 1e-5 and brute_force["score_max_abs_diff"] < 1e-4
+    assert brute_force["recall@10_vs_exact"] == 1.0 and brute_force["core_ops_only"]
+    assert brute_force["unknown_candidate_scores_lowest"]
+    assert scann["recall@10_vs_exact"] >= 0.9  # every leaf searched
+    assert export["models"]["item_tower"]["max_abs_diff"] < 1e-6
+    assert (run_dir / "export" / "retrieval_scann" / "saved_model.pb").is_file()
 
     report = (run_dir / "report.html").read_text()
     assert "two_tower" in report and "data:image/png;base64," in report

@@ -46,8 +46,8 @@ def test_motir_runs_three_stages_and_exports(experiment, llmrec_cmd, subprocess_
     assert weights and all(0.0 <= weight <= 1.0 for weight in weights)
 
     export = read(run_dir / "export" / "export.json")
-    assert export["model"] == "motir" and export["query_max_abs_diff"] < 1e-5
-    assert export["indexes"]["brute_force"]["recall@10_vs_exact"] == 1.0
+    assert export["model"] == "motir" and export["models"]["brute_force"]["query_max_abs_diff"] < 1e-5
+    assert export["models"]["brute_force"]["recall@10_vs_exact"] == 1.0
 
 
 def test_alpharec_exports_intention_model_and_zero_shot_reuses_its_mlp(experiment, llmrec_cmd, subprocess_env):
@@ -57,8 +57,8 @@ def test_alpharec_exports_intention_model_and_zero_shot_reuses_its_mlp(experimen
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "runs" / "alpharec"
     export = read(run_dir / "export" / "export.json")
-    assert export["query_max_abs_diff"] < 1e-5
-    assert export["indexes"]["brute_force"]["recall@10_vs_exact"] == 1.0
+    assert export["models"]["brute_force"]["query_max_abs_diff"] < 1e-5
+    assert export["models"]["brute_force"]["recall@10_vs_exact"] == 1.0
     assert export["intention"]["recall@10_vs_exact"] == 1.0
     assert (run_dir / "export" / "intention_brute_force" / "saved_model.pb").is_file()
 

@@ -33,7 +33,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the main job. `function` names a callable in tfrs_llmrec.cli.stages, imported
+    """One step of the main job. `function` names a callable in tfrs_llmrec.workflow.run, imported
     only when a stage runs, so `--help` and `doctor` stay fast."""
 
     name: str
@@ -43,7 +43,7 @@ class Stage:
     all_processes: bool = False
 
     def runner(self) -> Callable[[ExperimentConfig, Path, "StageOptions"], None]:
-        from tfrs_llmrec.cli import stages
+        from tfrs_llmrec.workflow import run as stages
 
         return getattr(stages, self.function)
 
@@ -224,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     except Exception as error:
         # Data, stage, checkpoint and strategy errors already name their file or key: one line, not a traceback.
-        from tfrs_llmrec.cli.stages import StageError
+        from tfrs_llmrec.workflow import StageError
         from tfrs_llmrec.data.errors import DataError
         from tfrs_llmrec.distributed import StrategyError
         from tfrs_llmrec.training import CheckpointError, Preempted

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from tqdm import tqdm
 
+from tfrs_llmrec.atomic_files import publish_directory
 from tfrs_llmrec.data.errors import DataError
 
 log = logging.getLogger("tfrs_llmrec.data.download")
@@ -178,11 +179,10 @@ def _extract_zip(archive: Path, into: Path) -> None:
             bundle.extractall(staging)
         for entry in staging.iterdir():
             final = into / entry.name
-            if final.is_dir():
-                shutil.rmtree(final)
-            elif final.exists():
-                final.unlink()
-            os.replace(entry, final)
+            if entry.is_dir():
+                publish_directory(entry, final)
+            else:
+                os.replace(entry, final)
     except zipfile.BadZipFile as error:
         raise DownloadError(archive, f"not a valid zip archive: {error}") from None
     finally:

@@ -28,10 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import struct
-import tempfile
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -41,6 +38,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfrs_llmrec.assets import minilm_dir
+from tfrs_llmrec.atomic_files import building_directory
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 # Key of the vector output in the saved `serving_default` signature; its input is "texts".
@@ -533,22 +531,10 @@ class MiniLMEncoder:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
+        with building_directory(path) as staging:
             tf.saved_model.save(self.module, str(staging),
                                 signatures={"serving_default": self.module.serve.get_concrete_function()})
             extra = staging / ENCODER_METADATA
             extra.parent.mkdir(parents=True, exist_ok=True)
             extra.write_text(json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            if path.exists():
-                retired = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-                path.rename(retired)
-                staging.rename(path)
-                shutil.rmtree(retired, ignore_errors=True)
-            else:
-                staging.rename(path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return path

@@ -38,7 +38,10 @@ class IdItemTower(tf.keras.layers.Layer):
 
 
 class HistoryQueryTower(tf.keras.layers.Layer):
-    """Query = MLP([user-ID embedding; mean of history item embeddings])."""
+    """Query = MLP([user-ID embedding; mean of history item embeddings]).
+
+    A negative user index (a user unknown to the vocabulary, at serving time) gets a zero user-ID
+    embedding, so the history alone makes the query."""
 
     def __init__(self, item_tower: IdItemTower, num_users: int, dim: int, hidden_dims: Sequence[int] = (),
                  use_user_id: bool = True, l2_normalize: bool = True, **kwargs):
@@ -55,6 +58,8 @@ class HistoryQueryTower(tf.keras.layers.Layer):
         pooled = self.pooling(self.item_tower.embed_ids(history), history != PAD_ITEM)
         parts = [pooled]
         if self.user_embedding is not None:
-            parts.append(self.user_embedding(features[USER_INDEX]))
+            users = features[USER_INDEX]
+            known = tf.cast(users >= 0, self.compute_dtype)[:, tf.newaxis]
+            parts.append(self.user_embedding(tf.maximum(users, 0)) * known)
         outputs = self.projection(tf.concat(parts, axis=-1))
         return tf.math.l2_normalize(outputs, axis=-1) if self.l2_normalize else outputs

@@ -15,8 +15,6 @@ the number of an earlier one.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 import tensorflow as tf
 
+from tfrs_llmrec.atomic_files import building_directory
 from tfrs_llmrec.config.schema import SemanticIdConfig
 from tfrs_llmrec.layers.rqvae import RQVAE, CodebookMonitor
 
@@ -245,16 +244,9 @@ def save_quantizer(model: RQVAE, directory: Union[str, Path]) -> Path:
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    temporary = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    (temporary / CONFIG_FILE).write_text(json.dumps(model.get_config(), indent=2), encoding="utf-8")
-    _checkpoint(model).write(str(temporary / CHECKPOINT_PREFIX))
-    previous = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        os.replace(directory, previous)
-    os.replace(temporary, directory)
-    shutil.rmtree(previous, ignore_errors=True)
+    with building_directory(directory) as temporary:
+        (temporary / CONFIG_FILE).write_text(json.dumps(model.get_config(), indent=2), encoding="utf-8")
+        _checkpoint(model).write(str(temporary / CHECKPOINT_PREFIX))
     return directory
 
 

@@ -1,93 +1,186 @@
-"""Exports a trained retrieval model for serving.
+"""Servable SavedModels of a trained retrieval model, in raw string IDs.
 
-Two SavedModels, each with a `serving_default` signature taking (user_index [B], history [B, L]):
-- the query model returns `query_embedding` [B, d];
-- the index model embeds the query and returns the top-K `item_ids` (raw ids, strings) and
-  `scores`, searching a BruteForce or a ScaNN index built from the item tower's embeddings.
-Saves go to a temporary directory that is renamed into place, so a crash never leaves a
-directory that looks like a complete SavedModel.
+One retrieval SavedModel per index kind, with three signatures that TF Serving accepts:
+- `serving_default` (`user_id` string [B], `history` string [B, L]) -> `item_ids` string [B, K],
+  `scores` float [B, K]: the top-K items, never one of the given history items;
+- `query` (same inputs) -> `query_embedding` float [B, d];
+- `score` (`user_id`, `history`, `candidate_ids` string [B, C]) -> `scores` float [B, C], to rank a
+  candidate list; an unknown candidate scores float32's lowest value, so it sorts last.
+And an item-tower SavedModel: `item_id` string [B] -> `embedding` [B, d], `known` bool [B], so an
+index can be rebuilt from the item embeddings without the trainer.
+
+ID handling happens in the graph: string IDs go through static vocabulary tables. History IDs that
+are not in the vocabulary, and empty strings (padding), are ignored; histories are read most recent
+first and cut to the model's max_history before both the query and the exclusion. An unknown
+`user_id` is served from the history alone (models with a user-ID embedding use a zero vector for
+it); models without a query tower (MF-BPR, LightGCN: transductive) serve a table of their users'
+embeddings, and an unknown user gets the mean user embedding.
+
+The BruteForce model holds only ops registered by core TensorFlow (stock TF Serving loads it); the
+ScaNN model needs ScaNN's custom ops (`llmrec serve`, or a model server built with ScaNN).
+Saves are published atomically (`building_directory`).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from tfrs_llmrec.data.spec import HISTORY, USER_INDEX
+from tfrs_llmrec.atomic_files import building_directory
+from tfrs_llmrec.data.spec import HISTORY, PAD_ITEM, USER_INDEX
 
 QUERY_EMBEDDING = "query_embedding"
 ITEM_IDS = "item_ids"
 SCORES = "scores"
+USER_ID = "user_id"
+HISTORY_IDS = "history"
+CANDIDATE_IDS = "candidate_ids"
+ITEM_ID = "item_id"
+EMBEDDING = "embedding"
+KNOWN = "known"
+QUERY_SIGNATURE = "query"
+SCORE_SIGNATURE = "score"
 # ScaNN's TF ops live in the "Scann" namespace, which SavedModel refuses unless allowed.
 SCANN_SAVE_OPTIONS = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
-
-
-def _serving_spec(max_history: int):
-    return (tf.TensorSpec([None], tf.int64, name=USER_INDEX), tf.TensorSpec([None, max_history], tf.int64, name=HISTORY))
+UNKNOWN_CANDIDATE_SCORE = np.finfo(np.float32).min
 
 
 def save_atomically(module: tf.Module, path: Path, signatures, options=None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f"{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    tf.saved_model.save(module, str(staging), signatures=signatures, options=options)
-    if path.exists():
-        shutil.rmtree(path)
-    staging.rename(path)
-    return path
+    with building_directory(path) as staging:
+        tf.saved_model.save(module, str(staging), signatures=signatures, options=options)
+    return Path(path)
 
 
-class _QueryModule(tf.Module):
-    def __init__(self, query_tower: Callable, max_history: int):
+def _lookup_table(keys: Sequence[str]) -> tf.lookup.StaticHashTable:
+    """string ID -> index, -1 when unknown (core TF ops: HashTableV2 / LookupTableFindV2)."""
+    initializer = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(keys), tf.string), tf.range(len(keys), dtype=tf.int64), tf.string, tf.int64)
+    return tf.lookup.StaticHashTable(initializer, default_value=PAD_ITEM)
+
+
+class UserTableTower(tf.Module):
+    """The query tower of a transductive model: its trained users' embeddings; an unknown user
+    (index -1) gets the mean user embedding."""
+
+    def __init__(self, user_embeddings: np.ndarray):
+        super().__init__()
+        table = np.asarray(user_embeddings, np.float32)
+        self.table = tf.Variable(np.concatenate([table, table.mean(axis=0, keepdims=True)]), trainable=False)
+
+    def __call__(self, features):
+        users = features[USER_INDEX]
+        unknown_row = tf.shape(self.table, out_type=tf.int64)[0] - 1
+        return tf.gather(self.table, tf.where(users >= 0, users, unknown_row))
+
+
+def serving_query_tower(model, num_users: int, max_history: int):
+    """The model's own query tower, or a user table for models that only score their training users."""
+    tower = model.serving_query_tower()
+    if tower is not None:
+        return tower
+    users = np.arange(num_users, dtype=np.int64)
+    return UserTableTower(model.query_embeddings(users, np.full((num_users, max_history), PAD_ITEM, np.int64)))
+
+
+class RetrievalModule(tf.Module):
+    """The serving signatures over a query tower, the item embeddings and a top-K index layer."""
+
+    def __init__(self, query_tower: Callable, item_ids: Sequence[str], user_ids: Sequence[str],
+                 item_embeddings: np.ndarray, max_history: int, index: tf.keras.layers.Layer, k: int):
         super().__init__()
         self.query_tower = query_tower
-        self.serve = tf.function(self._serve, input_signature=_serving_spec(max_history))
-
-    def _serve(self, user_index, history):
-        return {QUERY_EMBEDDING: self.query_tower({USER_INDEX: user_index, HISTORY: history})}
-
-
-class _IndexModule(tf.Module):
-    def __init__(self, query_tower: Callable, index: tf.keras.layers.Layer, max_history: int):
-        super().__init__()
-        self.query_tower = query_tower
+        self.items = _lookup_table(item_ids)
+        self.users = _lookup_table(user_ids)
+        self.item_embeddings = tf.Variable(np.asarray(item_embeddings, np.float32), trainable=False)
         self.index = index
-        self.serve = tf.function(self._serve, input_signature=_serving_spec(max_history))
+        self.max_history = max_history
+        self.k = k
+        ids = tf.TensorSpec([None], tf.string, name=USER_ID)
+        history = tf.TensorSpec([None, None], tf.string, name=HISTORY_IDS)
+        self.top_k = tf.function(self._top_k, input_signature=(ids, history))
+        self.query = tf.function(self._query, input_signature=(ids, history))
+        self.score = tf.function(self._score, input_signature=(
+            ids, history, tf.TensorSpec([None, None], tf.string, name=CANDIDATE_IDS)))
 
-    def _serve(self, user_index, history):
-        queries = self.query_tower({USER_INDEX: user_index, HISTORY: history})
+    def signatures(self) -> dict:
+        return {"serving_default": self.top_k, QUERY_SIGNATURE: self.query, SCORE_SIGNATURE: self.score}
+
+    def _recent_history(self, history):
+        """Known history items, most recent first, cut to max_history: (indices padded with
+        PAD_ITEM [B, max_history], their string IDs padded with "" [B, <= max_history])."""
+        indices = self.items.lookup(history)
+        known = indices != PAD_ITEM
+        kept_indices = tf.ragged.boolean_mask(indices, known)[:, :self.max_history]
+        kept_ids = tf.ragged.boolean_mask(history, known)[:, :self.max_history]
+        return (kept_indices.to_tensor(default_value=PAD_ITEM, shape=[None, self.max_history]),
+                kept_ids.to_tensor(default_value=""))
+
+    def _query_embedding(self, user_id, history_indices):
+        return self.query_tower({USER_INDEX: self.users.lookup(user_id), HISTORY: history_indices})
+
+    def _query(self, user_id, history):
+        return {QUERY_EMBEDDING: self._query_embedding(user_id, self._recent_history(history)[0])}
+
+    def _score(self, user_id, history, candidate_ids):
+        queries = self._query_embedding(user_id, self._recent_history(history)[0])
+        candidates = self.items.lookup(candidate_ids)
+        known = candidates != PAD_ITEM
+        embeddings = tf.gather(self.item_embeddings, tf.maximum(candidates, 0))
+        scores = tf.einsum("bd,bcd->bc", queries, embeddings)
+        return {SCORES: tf.where(known, scores, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32))}
+
+    def _top_k(self, user_id, history):
+        history_indices, history_ids = self._recent_history(history)
+        queries = self._query_embedding(user_id, history_indices)
+        # The index returns k + max_history candidates, so k remain after removing the history.
         scores, item_ids = self.index(queries)
-        return {SCORES: scores, ITEM_IDS: item_ids}
+        seen = tf.reduce_any(tf.equal(item_ids[:, :, tf.newaxis], history_ids[:, tf.newaxis, :]), axis=-1)
+        masked = tf.where(seen, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32), scores)
+        best_scores, best = tf.math.top_k(masked, k=self.k)
+        return {SCORES: best_scores, ITEM_IDS: tf.gather(item_ids, best, batch_dims=1)}
 
 
-def save_query_model(query_tower: Callable, max_history: int, path: Path) -> Path:
-    module = _QueryModule(query_tower, max_history)
-    return save_atomically(module, path, {"serving_default": module.serve})
+class ItemTowerModule(tf.Module):
+    """item_id -> the trained item embedding (zeros and known=False for an unknown ID)."""
+
+    def __init__(self, item_ids: Sequence[str], item_embeddings: np.ndarray):
+        super().__init__()
+        self.items = _lookup_table(item_ids)
+        self.item_embeddings = tf.Variable(np.asarray(item_embeddings, np.float32), trainable=False)
+        self.embed = tf.function(self._embed, input_signature=(tf.TensorSpec([None], tf.string, name=ITEM_ID),))
+
+    def _embed(self, item_id):
+        indices = self.items.lookup(item_id)
+        known = indices != PAD_ITEM
+        embeddings = tf.gather(self.item_embeddings, tf.maximum(indices, 0))
+        return {EMBEDDING: embeddings * tf.cast(known, tf.float32)[:, tf.newaxis], KNOWN: known}
 
 
-def save_index_model(query_tower: Callable, index: tf.keras.layers.Layer, max_history: int, path: Path,
-                     scann: bool) -> Path:
-    module = _IndexModule(query_tower, index, max_history)
-    return save_atomically(module, path, {"serving_default": module.serve},
-                           options=SCANN_SAVE_OPTIONS if scann else None)
+def save_retrieval_model(module: RetrievalModule, path: Path, scann: bool) -> Path:
+    return save_atomically(module, path, module.signatures(), options=SCANN_SAVE_OPTIONS if scann else None)
 
 
-def check_in_fresh_process(saved_model_dir: Path, inputs: Dict[str, np.ndarray], timeout: int = 600) -> Dict[str, np.ndarray]:
-    """Loads the SavedModel in a new Python process, calls `serving_default`, returns its outputs."""
+def save_item_tower(item_ids: Sequence[str], item_embeddings: np.ndarray, path: Path) -> Path:
+    module = ItemTowerModule(item_ids, item_embeddings)
+    return save_atomically(module, path, {"serving_default": module.embed})
+
+
+def check_in_fresh_process(saved_model_dir: Path, inputs: Dict[str, np.ndarray], signature: str = "serving_default",
+                           core_only: bool = False, timeout: int = 600) -> Dict[str, np.ndarray]:
+    """Loads the SavedModel in a new Python process, calls `signature`, returns its outputs. With
+    `core_only` the process registers no custom ops (no ScaNN, no TF Text), as stock TF Serving."""
     with tempfile.TemporaryDirectory() as scratch:
         inputs_path, outputs_path = Path(scratch) / "inputs.npz", Path(scratch) / "outputs.npz"
         np.savez(inputs_path, **inputs)
         command = [sys.executable, "-m", "tfrs_llmrec.serving.reload", str(saved_model_dir), str(inputs_path),
-                   str(outputs_path)]
+                   str(outputs_path), "--signature", signature] + (["--core-only"] if core_only else [])
         # Quiet TF and ScaNN's C++ logging in the child; failures still come back on stderr.
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
         finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
@@ -96,4 +189,18 @@ def check_in_fresh_process(saved_model_dir: Path, inputs: Dict[str, np.ndarray],
             raise RuntimeError(f"{saved_model_dir}: reloading in a fresh process failed:\n{tail}")
         with np.load(outputs_path, allow_pickle=False) as outputs:
             return {name: outputs[name] for name in outputs.files}
+
+
+def saved_model_ops(saved_model_dir: Path) -> set:
+    """Every op type used by the SavedModel's graphs, including inside its functions."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    ops = set()
+    for meta_graph in proto.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    return ops
 

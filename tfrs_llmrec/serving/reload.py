@@ -1,8 +1,11 @@
-"""Entry point run in a fresh process: load a SavedModel, call serving_default, save the outputs.
+"""Entry point run in a fresh process: load a SavedModel, call one signature, save the outputs.
 
 Usage: python -m tfrs_llmrec.serving.reload SAVED_MODEL_DIR INPUTS.npz OUTPUTS.npz
+       [--signature NAME] [--core-only]
+With --core-only no custom op library is registered, as in a stock TF Serving binary.
 """
 
+import argparse
 import sys
 
 from tfrs_llmrec._keras_env import use_legacy_keras
@@ -14,20 +17,26 @@ import tensorflow as tf  # noqa: E402
 
 
 def main(argv) -> int:
-    saved_model_dir, inputs_path, outputs_path = argv
-    # Registers ScaNN's custom ops; a ScaNN index SavedModel cannot load without them.
-    from scann.scann_ops.py import scann_ops  # noqa: F401
-    # Registers the tokeniser ops of an in-graph text encoder (intention-aware serving models).
-    import tensorflow_text  # noqa: F401
+    parser = argparse.ArgumentParser()
+    parser.add_argument("saved_model_dir")
+    parser.add_argument("inputs")
+    parser.add_argument("outputs")
+    parser.add_argument("--signature", default="serving_default")
+    parser.add_argument("--core-only", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.core_only:
+        # ScaNN's custom ops (ScaNN index models) and the tokeniser ops of an in-graph text encoder.
+        from scann.scann_ops.py import scann_ops  # noqa: F401
+        import tensorflow_text  # noqa: F401
 
-    serving = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
-    with np.load(inputs_path, allow_pickle=False) as inputs:
+    serving = tf.saved_model.load(args.saved_model_dir).signatures[args.signature]
+    with np.load(args.inputs, allow_pickle=False) as inputs:
         outputs = serving(**{name: tf.constant(inputs[name]) for name in inputs.files})
     arrays = {}
     for name, tensor in outputs.items():
         value = tensor.numpy()
         arrays[name] = value.astype(str) if value.dtype == object else value
-    np.savez(outputs_path, **arrays)
+    np.savez(args.outputs, **arrays)
     return 0
 
 

@@ -20,6 +20,8 @@ from typing import List, Optional
 
 import tensorflow as tf
 
+from tfrs_llmrec.atomic_files import publish_directory
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
@@ -85,9 +87,7 @@ class CheckpointStore:
             json.dump(state, handle, indent=2)
             handle.flush()
             os.fsync(handle.fileno())
-        if final.exists():  # the same step saved again (e.g. after a resume): replace it
-            shutil.rmtree(final)
-        os.rename(partial, final)
+        publish_directory(partial, final)  # the same step may be saved again after a resume
         for old in self._complete()[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
