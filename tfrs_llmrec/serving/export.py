@@ -192,15 +192,18 @@ def check_in_fresh_process(saved_model_dir: Path, inputs: Dict[str, np.ndarray],
 
 
 def saved_model_ops(saved_model_dir: Path) -> set:
-    """Every op type used by the SavedModel's graphs, including inside its functions."""
+    """Every op type the SavedModel's graphs use, inside its functions too (calls of the
+    SavedModel's own functions are not ops and are left out)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
     ops = set()
     for meta_graph in proto.meta_graphs:
+        functions = {function.signature.name for function in meta_graph.graph_def.library.function}
         ops.update(node.op for node in meta_graph.graph_def.node)
         for function in meta_graph.graph_def.library.function:
             ops.update(node.op for node in function.node_def)
+        ops -= functions
     return ops
 
