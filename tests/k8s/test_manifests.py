@@ -4,9 +4,11 @@ Schemas: core objects against the Kubernetes OpenAPI schemas bundled in `kuberne
 Kubeflow custom resources against the operators' CRDs vendored in third_party/kubeflow/; both
 reject unknown fields, as `kubectl apply` (strict field validation) does. Then the references
 between objects that no schema sees but that break a deployment: volumes, the ConfigMap and its
-experiment config, the claim, the Horovod rank count, the operators' own rules.
+experiment config, the claim, the Horovod rank count, the operators' own rules, the images.
+The model servers and the Beam jobs have their own checks in test_serving_and_beam.py.
 """
 
+import collections
 import copy
 import functools
 import re
@@ -55,8 +57,8 @@ def documents_of_kind(kind):
     return [doc for _, doc in MANIFESTS if doc["kind"] == kind]
 
 
-def only_document(kind):
-    (doc,) = documents_of_kind(kind)
+def only_document(kind, name=None):
+    (doc,) = [doc for doc in documents_of_kind(kind) if name is None or doc["metadata"]["name"] == name]
     return doc
 
 
@@ -148,11 +150,22 @@ def argv(container):
     return [str(token) for token in container.get("command", []) + container.get("args", [])]
 
 
+# Subcommands that take no experiment config.
+COMMANDS_WITHOUT_CONFIG = {"serve", "doctor"}
+
+
+def is_llmrec(token):
+    """Whether a command-line token is the `llmrec` executable (not, say, a model path /models/llmrec)."""
+    return token == "llmrec" or token.endswith("/bin/llmrec")
+
+
 def llmrec_invocation(tokens):
     """(config path, --set overrides) of the `llmrec SUBCOMMAND CONFIG ...` in `tokens`, or None."""
     for index, token in enumerate(tokens):
-        if Path(token).name == "llmrec":
+        if is_llmrec(token):
             rest = tokens[index + 1:]
+            if rest[0] in COMMANDS_WITHOUT_CONFIG:
+                return None
             return rest[1], [rest[i + 1] for i, flag in enumerate(rest[:-1]) if flag == "--set"]
     return None
 
@@ -196,8 +209,15 @@ def replica_specs(doc):
 
 
 def test_manifests_hold_the_objects_of_a_deployment():
-    kinds = sorted(doc["kind"] for _, doc in MANIFESTS)
-    assert kinds == ["ConfigMap", "Job", "MPIJob", "PersistentVolumeClaim", "TFJob"]
+    kinds = collections.Counter(doc["kind"] for _, doc in MANIFESTS)
+    assert kinds == {
+        "ConfigMap": 2,  # the experiment; Dataflow's project, region and bucket
+        "PersistentVolumeClaim": 1,
+        "Job": 5,  # prepare-data; data and features on Flink and on Dataflow
+        "MPIJob": 1, "TFJob": 1,
+        # Model servers (2), Flink JobManager and TaskManagers, Beam job server.
+        "Deployment": 5, "Service": 4, "HorizontalPodAutoscaler": 2, "PodDisruptionBudget": 2,
+    }
 
 
 @pytest.mark.parametrize("entry", MANIFESTS, ids=manifest_id)
@@ -219,24 +239,35 @@ def rename_key(doc, path, new_name):
     node[new_name] = node.pop(path[-1])
 
 
+# (kind, name) of the document to misspell: kinds with several documents name one.
 MISSPELLINGS = [
-    ("MPIJob", ("spec", "mpiReplicaSpecs", "Worker", "replicas"), "replics"),
-    ("MPIJob", ("spec", "slotsPerWorker"), "slotPerWorker"),
-    ("MPIJob", ("spec", "runPolicy", "cleanPodPolicy"), "cleanPodPolicies"),
-    ("TFJob", ("spec", "tfReplicaSpecs", "Chief", "replicas"), "replics"),
-    ("TFJob", ("spec", "tfReplicaSpecs", "Worker", "template", "spec", "containers"), "container"),
-    ("TFJob", ("spec", "tfReplicaSpecs", "Worker", "template", "spec", "terminationGracePeriodSeconds"),
+    (("MPIJob", None), ("spec", "mpiReplicaSpecs", "Worker", "replicas"), "replics"),
+    (("MPIJob", None), ("spec", "slotsPerWorker"), "slotPerWorker"),
+    (("MPIJob", None), ("spec", "runPolicy", "cleanPodPolicy"), "cleanPodPolicies"),
+    (("TFJob", None), ("spec", "tfReplicaSpecs", "Chief", "replicas"), "replics"),
+    (("TFJob", None), ("spec", "tfReplicaSpecs", "Worker", "template", "spec", "containers"), "container"),
+    (("TFJob", None), ("spec", "tfReplicaSpecs", "Worker", "template", "spec", "terminationGracePeriodSeconds"),
      "terminationGracePeriod"),
-    ("Job", ("spec", "template", "spec", "containers"), "container"),
-    ("PersistentVolumeClaim", ("spec", "accessModes"), "accesModes"),
-    ("ConfigMap", ("data",), "datas"),
+    (("Job", "llmrec-prepare-data"), ("spec", "template", "spec", "containers"), "container"),
+    (("PersistentVolumeClaim", None), ("spec", "accessModes"), "accesModes"),
+    (("ConfigMap", "llmrec-config"), ("data",), "datas"),
+    (("Deployment", "llmrec-serving"), ("spec", "template", "spec", "containers", 0, "readinessProbe"),
+     "readinesProbe"),
+    (("Deployment", "llmrec-flink-taskmanager"), ("spec", "template", "spec", "containers", 1, "command"),
+     "cmd"),
+    (("Service", "llmrec-serving"), ("spec", "selector"), "selectors"),
+    (("HorizontalPodAutoscaler", "llmrec-serving"), ("spec", "scaleTargetRef"), "scaleTarget"),
+    (("PodDisruptionBudget", "llmrec-serving"), ("spec", "minAvailable"), "minAvailible"),
+    (("Job", "llmrec-data-dataflow"), ("spec", "template", "spec", "volumes", 2, "secret", "secretName"),
+     "secretname"),
 ]
 
 
-@pytest.mark.parametrize("kind, path, misspelt", MISSPELLINGS,
-                         ids=[f"{kind}:{misspelt}" for kind, _, misspelt in MISSPELLINGS])
-def test_misspelt_field_fails_validation_naming_it(kind, path, misspelt):
-    doc = copy.deepcopy(only_document(kind))
+@pytest.mark.parametrize("document, path, misspelt", MISSPELLINGS,
+                         ids=[f"{kind}:{misspelt}" for (kind, _), _, misspelt in MISSPELLINGS])
+def test_misspelt_field_fails_validation_naming_it(document, path, misspelt):
+    kind, _ = document
+    doc = copy.deepcopy(only_document(*document))
     rename_key(doc, path, misspelt)
     errors = schema_errors(doc)
     assert errors, f"{kind} with {misspelt!r} for {path[-1]!r} passed"
@@ -248,9 +279,11 @@ def test_misspelt_field_fails_validation_naming_it(kind, path, misspelt):
     ("ConfigMap", "v1", "ConfigMapp"),
     ("MPIJob", "kubeflow.org/v2beta1", "MPIJobs"),
     ("MPIJob", "kubeflow.org/v1", "MPIJob"),  # v1 MPIJobs are no longer served
+    ("HorizontalPodAutoscaler", "autoscaling/v2beta2", "HorizontalPodAutoscaler"),  # removed in 1.26
+    ("PodDisruptionBudget", "policy/v1beta1", "PodDisruptionBudget"),  # removed in 1.25
 ])
 def test_unknown_kind_fails_validation_naming_it(kind, api_version, wrong_kind):
-    doc = copy.deepcopy(only_document(kind))
+    doc = copy.deepcopy(documents_of_kind(kind)[0])
     doc["apiVersion"], doc["kind"] = api_version, wrong_kind
     errors = schema_errors(doc)
     assert any(wrong_kind in error and api_version in error for error in errors), errors
@@ -284,7 +317,7 @@ def test_volume_mounts_name_declared_volumes(entry):
 @pytest.mark.parametrize("entry", MANIFESTS, ids=manifest_id)
 def test_configmaps_and_claims_used_by_pods_are_defined(entry):
     _, doc = entry
-    configmaps = {cm["metadata"]["name"] for cm in documents_of_kind("ConfigMap")}
+    configmaps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in documents_of_kind("ConfigMap")}
     claims = {pvc["metadata"]["name"] for pvc in documents_of_kind("PersistentVolumeClaim")}
     for where, spec in pod_specs(doc):
         for volume in spec.get("volumes", []):
@@ -292,6 +325,15 @@ def test_configmaps_and_claims_used_by_pods_are_defined(entry):
                 assert volume["configMap"]["name"] in configmaps, where
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims, where
+        for container in spec["containers"]:
+            for variable in container.get("env", []):
+                ref = variable.get("valueFrom", {}).get("configMapKeyRef")
+                if ref:
+                    assert ref["name"] in configmaps, (where, variable["name"])
+                    assert ref["key"] in configmaps[ref["name"]], (where, variable["name"])
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in configmaps, where
 
 
 def test_the_claim_is_shared_across_nodes():
@@ -382,7 +424,32 @@ def test_training_pods_have_time_to_checkpoint_and_declare_resources(kind):
                     assert str(resources["requests"].get(name, limit)) == str(limit), (where, name)
 
 
-def test_every_container_runs_the_trainer_image():
-    images = {container["image"] for _, doc in MANIFESTS for _, spec in pod_specs(doc)
-              for container in spec["containers"]}
-    assert len(images) == 1, images
+# Our image, as the job that prepares the data names it (README: substituted with the registry).
+TRAINER_IMAGE = only_document("Job", "llmrec-prepare-data")["spec"]["template"]["spec"]["containers"][0]["image"]
+# Third-party images, by repository; each is pinned to a release (tag checked below).
+THIRD_PARTY_IMAGES = {"tensorflow/serving", "flink", "apache/beam_flink1.20_job_server"}
+
+
+def image_repository_and_tag(image):
+    repository, _, tag = image.rpartition(":")
+    return (repository, tag) if repository and "/" not in tag else (image, "")
+
+
+def runs_our_code(container):
+    """Whether the container runs this repository's code (llmrec, or Beam workers for its jobs)."""
+    return any(is_llmrec(token) or token.startswith("/app/") for token in argv(container))
+
+
+def test_our_code_runs_the_trainer_image_and_other_images_are_pinned_releases():
+    for _, doc in MANIFESTS:
+        for where, spec in pod_specs(doc):
+            for container in spec["containers"]:
+                image = container["image"]
+                if runs_our_code(container):
+                    assert image == TRAINER_IMAGE, (doc["metadata"]["name"], where, container["name"])
+                if image == TRAINER_IMAGE:
+                    continue
+                repository, tag = image_repository_and_tag(image)
+                assert repository in THIRD_PARTY_IMAGES, (doc["metadata"]["name"], image)
+                # A release, not a moving tag such as `latest` or `1.20`.
+                assert re.match(r"^\d+\.\d+\.\d+", tag), (doc["metadata"]["name"], image)

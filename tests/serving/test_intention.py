@@ -43,9 +43,18 @@ def requests(texts):
                                                                                      dtype=np.float32)}
 
 
-def exact_top_k(model, queries):
+def exact_top_k(model, queries, history):
+    """The exact top-K with each row's history items removed, and their scores."""
     scores = np.asarray(queries) @ model.item_embeddings().T
+    for row, items in enumerate(history):
+        scores[row, items[items != PAD_ITEM]] = -np.inf
     return np.argsort(-scores, axis=1, kind="stable")[:, :K], -np.sort(-scores, axis=1)[:, :K]
+
+
+def as_strings(history, item_ids):
+    """int histories padded with PAD_ITEM -> raw IDs padded with ""."""
+    ids = np.asarray(item_ids, dtype=object)
+    return np.where(history != PAD_ITEM, ids[np.maximum(history, 0)], "").astype(str)
 
 
 def returned_indices(item_ids):
@@ -75,20 +84,21 @@ def test_blank_text_is_no_intention_and_alpha_broadcasts(model):
 
 def test_saved_model_reloads_and_matches_exact_top_k(model, tmp_path):
     encoder = HashTextEncoder(SEMANTIC_DIM)
-    index = build_index(IndexSettings("brute_force", K), model.item_embeddings(), ITEM_IDS)
-    path = save_intention_index_model(model.serving_query_tower(), encoder, index, MAX_HISTORY, tmp_path / "intention")
-    assert not list(tmp_path.glob("*.partial-*"))
+    index = build_index(IndexSettings("brute_force", K + MAX_HISTORY), model.item_embeddings(), ITEM_IDS)
+    path = save_intention_index_model(model.serving_query_tower(), encoder, index, ITEM_IDS, MAX_HISTORY, K,
+                                      tmp_path / "intention")
+    assert [entry.name for entry in tmp_path.iterdir()] == ["intention"]
     inputs = requests(["a thriller", "", "something light", "rainy day", " "])
-    outputs = check_in_fresh_process(path, inputs)
+    outputs = check_in_fresh_process(path, {**inputs, "history": as_strings(inputs["history"], ITEM_IDS)})
 
     has_text = np.char.strip(inputs["query_text"]) != ""
     alpha = np.where(has_text, inputs["alpha"], 0.0).astype(np.float32)
     queries = model.fold_in_queries(inputs["history"], encoder(tf.constant(inputs["query_text"])), alpha)
-    exact_ids, exact_scores = exact_top_k(model, queries)
+    exact_ids, exact_scores = exact_top_k(model, queries, inputs["history"])
     np.testing.assert_array_equal(returned_indices(outputs["item_ids"]), exact_ids)
     np.testing.assert_allclose(outputs["scores"], exact_scores, rtol=1e-5, atol=1e-6)
     # Blank rows get the history-only top-K.
-    history_ids, _ = exact_top_k(model, model.fold_in_queries(inputs["history"]))
+    history_ids, _ = exact_top_k(model, model.fold_in_queries(inputs["history"]), inputs["history"])
     np.testing.assert_array_equal(returned_indices(outputs["item_ids"])[~has_text], history_ids[~has_text])
 
 
@@ -100,14 +110,14 @@ def test_minilm_encoder_inside_the_saved_model(tmp_path):
               "Love Actually", "Jaws", "Up", "Casablanca", "Se7en"]
     model = build_model(encoder.encode(titles), num_users=4)
     item_ids = [f"item-{index}" for index in range(len(titles))]
-    index = build_index(IndexSettings("brute_force", K), model.item_embeddings(), item_ids)
-    path = save_intention_index_model(model.serving_query_tower(), encoder.module, index, MAX_HISTORY,
+    index = build_index(IndexSettings("brute_force", K + MAX_HISTORY), model.item_embeddings(), item_ids)
+    path = save_intention_index_model(model.serving_query_tower(), encoder.module, index, item_ids, MAX_HISTORY, K,
                                       tmp_path / "minilm")
     texts = ["a scary film about a shark", "", "an animated film for children"]
     history = np.array([[0, 1, PAD_ITEM, PAD_ITEM], [2, 3, 9, PAD_ITEM], [4, PAD_ITEM, PAD_ITEM, PAD_ITEM]])
-    outputs = check_in_fresh_process(path, {"history": history, "query_text": np.array(texts),
+    outputs = check_in_fresh_process(path, {"history": as_strings(history, item_ids), "query_text": np.array(texts),
                                             "alpha": np.float32(0.8)})
     alpha = np.array([0.8, 0.0, 0.8], np.float32)
-    exact_ids, exact_scores = exact_top_k(model, model.fold_in_queries(history, encoder.encode(texts), alpha))
+    exact_ids, exact_scores = exact_top_k(model, model.fold_in_queries(history, encoder.encode(texts), alpha), history)
     np.testing.assert_array_equal(returned_indices(outputs["item_ids"]), exact_ids)
     np.testing.assert_allclose(outputs["scores"], exact_scores, rtol=1e-4, atol=1e-5)

@@ -89,6 +89,33 @@ def serving_query_tower(model, num_users: int, max_history: int):
     return UserTableTower(model.query_embeddings(users, np.full((num_users, max_history), PAD_ITEM, np.int64)))
 
 
+class HistoryLookup(tf.Module):
+    """Request histories in string IDs -> the model's item indices."""
+
+    def __init__(self, item_ids: Sequence[str], max_history: int):
+        super().__init__()
+        self.items = _lookup_table(item_ids)
+        self.max_history = max_history
+
+    def recent(self, history):
+        """Known history items, most recent first, cut to max_history: (indices padded with
+        PAD_ITEM [B, max_history], their string IDs padded with "" [B, <= max_history])."""
+        indices = self.items.lookup(history)
+        known = indices != PAD_ITEM
+        kept_indices = tf.ragged.boolean_mask(indices, known)[:, :self.max_history]
+        kept_ids = tf.ragged.boolean_mask(history, known)[:, :self.max_history]
+        return (kept_indices.to_tensor(default_value=PAD_ITEM, shape=[None, self.max_history]),
+                kept_ids.to_tensor(default_value=""))
+
+
+def top_k_excluding(scores, item_ids, history_ids, k: int) -> dict:
+    """The best `k` of an index's candidates [B, k + max_history] that are not in `history_ids`."""
+    seen = tf.reduce_any(tf.equal(item_ids[:, :, tf.newaxis], history_ids[:, tf.newaxis, :]), axis=-1)
+    masked = tf.where(seen, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32), scores)
+    best_scores, best = tf.math.top_k(masked, k=k)
+    return {SCORES: best_scores, ITEM_IDS: tf.gather(item_ids, best, batch_dims=1)}
+
+
 class RetrievalModule(tf.Module):
     """The serving signatures over a query tower, the item embeddings and a top-K index layer."""
 
@@ -96,11 +123,11 @@ class RetrievalModule(tf.Module):
                  item_embeddings: np.ndarray, max_history: int, index: tf.keras.layers.Layer, k: int):
         super().__init__()
         self.query_tower = query_tower
-        self.items = _lookup_table(item_ids)
+        self.history = HistoryLookup(item_ids, max_history)
+        self.items = self.history.items
         self.users = _lookup_table(user_ids)
         self.item_embeddings = tf.Variable(np.asarray(item_embeddings, np.float32), trainable=False)
         self.index = index
-        self.max_history = max_history
         self.k = k
         ids = tf.TensorSpec([None], tf.string, name=USER_ID)
         history = tf.TensorSpec([None, None], tf.string, name=HISTORY_IDS)
@@ -112,24 +139,14 @@ class RetrievalModule(tf.Module):
     def signatures(self) -> dict:
         return {"serving_default": self.top_k, QUERY_SIGNATURE: self.query, SCORE_SIGNATURE: self.score}
 
-    def _recent_history(self, history):
-        """Known history items, most recent first, cut to max_history: (indices padded with
-        PAD_ITEM [B, max_history], their string IDs padded with "" [B, <= max_history])."""
-        indices = self.items.lookup(history)
-        known = indices != PAD_ITEM
-        kept_indices = tf.ragged.boolean_mask(indices, known)[:, :self.max_history]
-        kept_ids = tf.ragged.boolean_mask(history, known)[:, :self.max_history]
-        return (kept_indices.to_tensor(default_value=PAD_ITEM, shape=[None, self.max_history]),
-                kept_ids.to_tensor(default_value=""))
-
     def _query_embedding(self, user_id, history_indices):
         return self.query_tower({USER_INDEX: self.users.lookup(user_id), HISTORY: history_indices})
 
     def _query(self, user_id, history):
-        return {QUERY_EMBEDDING: self._query_embedding(user_id, self._recent_history(history)[0])}
+        return {QUERY_EMBEDDING: self._query_embedding(user_id, self.history.recent(history)[0])}
 
     def _score(self, user_id, history, candidate_ids):
-        queries = self._query_embedding(user_id, self._recent_history(history)[0])
+        queries = self._query_embedding(user_id, self.history.recent(history)[0])
         candidates = self.items.lookup(candidate_ids)
         known = candidates != PAD_ITEM
         embeddings = tf.gather(self.item_embeddings, tf.maximum(candidates, 0))
@@ -137,14 +154,11 @@ class RetrievalModule(tf.Module):
         return {SCORES: tf.where(known, scores, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32))}
 
     def _top_k(self, user_id, history):
-        history_indices, history_ids = self._recent_history(history)
+        history_indices, history_ids = self.history.recent(history)
         queries = self._query_embedding(user_id, history_indices)
         # The index returns k + max_history candidates, so k remain after removing the history.
         scores, item_ids = self.index(queries)
-        seen = tf.reduce_any(tf.equal(item_ids[:, :, tf.newaxis], history_ids[:, tf.newaxis, :]), axis=-1)
-        masked = tf.where(seen, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32), scores)
-        best_scores, best = tf.math.top_k(masked, k=self.k)
-        return {SCORES: best_scores, ITEM_IDS: tf.gather(item_ids, best, batch_dims=1)}
+        return top_k_excluding(scores, item_ids, history_ids, self.k)
 
 
 class ItemTowerModule(tf.Module):

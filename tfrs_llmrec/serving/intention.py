@@ -6,23 +6,25 @@ mean vector, (1 - alpha) * history + alpha * intention, before its MLP. The text
 inside the graph, so clients send plain strings.
 
 The SavedModel's `serving_default` takes
-- `history`: int64 [B, L] item indices padded with PAD_ITEM,
+- `history`: string [B, L] raw item IDs, most recent first (unknown IDs and "" are ignored, as in
+  `export.RetrievalModule`),
 - `query_text`: string [B]; a blank text (empty or whitespace) means no intention for its row,
   which is served exactly as the history alone (alpha 0),
 - `alpha`: float32, a scalar for the batch or one value per row, in [0, 1] (a signature has no
   optional inputs, so it is required),
-and returns the top-K `item_ids` (raw ids) and `scores`, like `export.save_index_model`.
+and returns the top-K `item_ids` (raw ids, never one of the history's) and `scores`, like the
+`serving_default` of `export.RetrievalModule`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import tensorflow as tf
 
 from tfrs_llmrec.data.spec import HISTORY
-from tfrs_llmrec.serving.export import ITEM_IDS, SCANN_SAVE_OPTIONS, SCORES, save_atomically
+from tfrs_llmrec.serving.export import HistoryLookup, SCANN_SAVE_OPTIONS, save_atomically, top_k_excluding
 
 QUERY_TEXT = "query_text"
 ALPHA = "alpha"
@@ -57,31 +59,36 @@ def intention_queries(query_tower: Callable, text_encoder: Callable, history, qu
 
 class _IntentionIndexModule(tf.Module):
     def __init__(self, query_tower: Callable, text_encoder: Callable, index: tf.keras.layers.Layer,
-                 max_history: int):
+                 item_ids: Sequence[str], max_history: int, k: int):
         super().__init__()
         self.query_tower = query_tower
         self.text_encoder = text_encoder
         self.index = index
+        self.history = HistoryLookup(item_ids, max_history)
+        self.k = k
         self.serve = tf.function(self._serve, input_signature=(
-            tf.TensorSpec([None, max_history], tf.int64, name=HISTORY),
+            tf.TensorSpec([None, None], tf.string, name=HISTORY),
             tf.TensorSpec([None], tf.string, name=QUERY_TEXT),
             tf.TensorSpec(None, tf.float32, name=ALPHA)))  # any rank: a scalar or [B]
 
     def _serve(self, history, query_text, alpha):
-        queries = intention_queries(self.query_tower, self.text_encoder, history, query_text, alpha)
+        history_indices, history_ids = self.history.recent(history)
+        queries = intention_queries(self.query_tower, self.text_encoder, history_indices, query_text, alpha)
         scores, item_ids = self.index(queries)
-        return {SCORES: scores, ITEM_IDS: item_ids}
+        return top_k_excluding(scores, item_ids, history_ids, self.k)
 
 
 def save_intention_index_model(query_tower: tf.Module, text_encoder: tf.Module, index: tf.keras.layers.Layer,
-                               max_history: int, path: Path, scann: bool = False) -> Path:
+                               item_ids: Sequence[str], max_history: int, k: int, path: Path,
+                               scann: bool = False) -> Path:
     """Saves the intention-aware top-K SavedModel (see the module docstring) atomically.
 
     `query_tower` and `text_encoder` must be trackable (tf.Module or Keras layer) so their
-    variables and tables are saved; `index` comes from `export.build_index` over the item
-    embeddings the queries are scored against. A model with a MiniLM encoder needs
+    variables and tables are saved; `index` comes from `indexes.build_index` over the item
+    embeddings the queries are scored against, with k + max_history candidates (so that `k`
+    remain after the history is removed). A model with a MiniLM encoder needs
     `import tensorflow_text` before loading.
     """
-    module = _IntentionIndexModule(query_tower, text_encoder, index, max_history)
+    module = _IntentionIndexModule(query_tower, text_encoder, index, item_ids, max_history, k)
     return save_atomically(module, path, {"serving_default": module.serve},
                            options=SCANN_SAVE_OPTIONS if scann else None)

@@ -455,14 +455,21 @@ def _export_intention(config: ExperimentConfig, dataset: PreparedDataset, tower,
     texts = np.array([titles[targets.targets_indices[targets.targets_indptr[row]]] if position % 2 == 0 else ""
                       for position, row in enumerate(rows)])
     alpha = np.float32(config.model.alpharec.intention_alpha)
-    k = min(config.export.top_k, len(item_embeddings))
+    max_history = int(dataset.stats["max_history"])
+    k = min(config.export.top_k, len(item_embeddings) - max_history)
 
     queries = intention_queries(tower, text_encoder, histories, texts, alpha).numpy()
-    exact = np.argsort(-(queries @ item_embeddings.T), axis=1, kind="stable")[:, :k]
-    index = build_index(IndexSettings("brute_force", k), item_embeddings, dataset.item_ids())
-    path = save_intention_index_model(tower, text_encoder, index, dataset.stats["max_history"],
+    exact_scores = queries @ item_embeddings.T
+    for row, items in enumerate(histories):
+        exact_scores[row, items[items >= 0]] = -np.inf
+    exact = np.argsort(-exact_scores, axis=1, kind="stable")[:, :k]
+    item_ids = dataset.item_ids()
+    index = build_index(IndexSettings("brute_force", k + max_history), item_embeddings, item_ids)
+    path = save_intention_index_model(tower, text_encoder, index, item_ids, max_history, k,
                                       export_dir / "intention_brute_force")
-    returned = check_in_fresh_process(path, {"history": histories, "query_text": texts, "alpha": alpha})
+    id_array = np.asarray(item_ids, dtype=object)
+    history_ids = np.where(histories >= 0, id_array[np.maximum(histories, 0)], "").astype(str)
+    returned = check_in_fresh_process(path, {"history": history_ids, "query_text": texts, "alpha": alpha})
     found = np.vectorize(id_to_index.__getitem__)(returned["item_ids"])
     recall = top_k_recall(found, exact)
 
@@ -474,13 +481,13 @@ def _export_intention(config: ExperimentConfig, dataset: PreparedDataset, tower,
     hit_rates = {}
     for label, query in (("history_only", history_only), ("with_target_title", queries[with_text])):
         overall = evaluate_queries(config, dataset, targets, lambda batch, query=query: query[position_of_user[batch]],
-                                    item_embeddings, rows[with_text], progress=False)["overall"]
+                                   item_embeddings, rows[with_text], progress=False)["overall"]
         hit_rates.update({f"hr@{cutoff}_{label}": overall[f"hr@{cutoff}"] for cutoff in config.eval.ks})
     print(f"export: intention model (text encoder in the graph) reloaded in a fresh process; recall@{k} against "
           f"in-memory exact search: {recall:.4f}; oracle hit rates with the held-out title as the query at alpha "
           f"{alpha:g}: " + ", ".join(f"hr@{cutoff} {hit_rates[f'hr@{cutoff}_with_target_title']:.4f} (history only "
                                      f"{hit_rates[f'hr@{cutoff}_history_only']:.4f})" for cutoff in config.eval.ks))
-    return {"path": str(path), f"recall@{k}_vs_exact": recall, "alpha": float(alpha), "num_users": len(users),
+    return {"directory": path.name, f"recall@{k}_vs_exact": recall, "alpha": float(alpha), "num_users": len(users),
             **hit_rates}
 
 
