@@ -16,6 +16,7 @@ use_legacy_keras()
 
 from tfrs_llmrec import __version__  # noqa: E402
 from tfrs_llmrec.config import ConfigError, ExperimentConfig, dump_yaml, load_experiment  # noqa: E402
+from tfrs_llmrec.serving.server_options import add_server_arguments  # noqa: E402
 
 log = logging.getLogger("llmrec")
 
@@ -109,10 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(launch)
     _add_restart_argument(launch)
 
-    serve = commands.add_parser("serve", help="serve an exported model's top-K signature over HTTP",
-                                description="Serve an exported query+index SavedModel over HTTP.")
-    serve.add_argument("export_dir", type=Path, help="directory written by `llmrec export`")
-    serve.add_argument("--port", type=int, default=8501)
+    serve = commands.add_parser(
+        "serve", help="serve pushed SavedModel versions over TF Serving's REST API",
+        description="Serve the newest version under --model_base_path (TF Serving's layout: numeric version "
+                    "directories) with TF Serving's REST API: GET /v1/models/NAME[/metadata], POST "
+                    "/v1/models/NAME:predict. Swaps to a newly pushed version without failing a request; drains "
+                    "on SIGTERM. Loads ScaNN index models too.")
+    add_server_arguments(serve)
 
     pipeline = commands.add_parser("pipeline", help="build, run or compile the TFX pipeline",
                                    description="TFX pipeline: run locally (LocalDagRunner) or "
@@ -197,8 +201,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             return doctor()
         if args.command == "serve":
-            print("llmrec serve: not available yet (lands with the serving/TFX issue)", file=sys.stderr)
-            return EXIT_UNAVAILABLE
+            from tfrs_llmrec.serving.server import serve
+
+            options = {key: value for key, value in vars(args).items() if key not in ("command", "log_level")}
+            if not Path(options["model_base_path"]).is_dir():
+                print(f"llmrec serve: --model_base_path {options['model_base_path']}: not a directory",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            return serve(**options)
         if args.command == "launch":
             from tfrs_llmrec.cli.launch import launch_workers
 
