@@ -52,3 +52,9 @@ def test_console_script_sets_legacy_keras_itself(llmrec_cmd, subprocess_env, rep
                             capture_output=True, text=True, env=subprocess_env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "name: demo-ml100k-two-tower" in result.stdout
+
+
+def test_serve_without_a_model_directory_exits_2_naming_it(tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    assert main(["serve", "--model_base_path", str(missing)]) == EXIT_USAGE
+    assert f"--model_base_path {missing}: not a directory" in capsys.readouterr().err
