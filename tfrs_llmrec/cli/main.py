@@ -29,7 +29,7 @@ class StageOptions:
     # The process's place in a distributed job (tfrs_llmrec.training.Distribution); None: one process.
     distribution: Any = None
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "on SIGTERM. Loads ScaNN index models too.")
     add_server_arguments(serve)
 
-    pipeline = commands.add_parser("pipeline", help="build, run or compile the TFX pipeline",
-                                   description="TFX pipeline: run locally (LocalDagRunner) or "
-                                               "compile for Kubeflow.")
+    pipeline = commands.add_parser(
+        "pipeline", help="run the TFX pipeline locally or compile it for Kubeflow Pipelines / Vertex AI",
+        description="The TFX pipeline Ingest -> SemanticFeatures -> Trainer -> Evaluator -> IndexBuilder -> Pusher. "
+                    "`run` executes it with LocalDagRunner (ML Metadata in SQLite; cached steps are reused) and "
+                    "pushes a blessed model to <pipeline.serving_base>/<model>/<version>/; `compile` writes a "
+                    "Kubeflow V2 PipelineJob JSON offline.")
     pipeline.add_argument("action", choices=["run", "compile"])
+    pipeline.add_argument("--output", type=Path, help="compile: where to write the PipelineJob JSON")
+    pipeline.add_argument("--image", help="compile: container image of every step (default pipeline.image)")
     _add_config_arguments(pipeline)
 
     run = commands.add_parser("run", help="the whole job: data -> features -> train -> evaluate -> "
@@ -192,6 +197,23 @@ def command_stage(stage: Stage, config: ExperimentConfig, options: StageOptions,
     return EXIT_OK
 
 
+def command_pipeline(args: argparse.Namespace, config: ExperimentConfig) -> int:
+    from pipelines.runner import compile_kubeflow, run_local
+
+    if args.action == "compile":
+        if args.output is None:
+            print("llmrec pipeline compile: --output PATH is required", file=sys.stderr)
+            return EXIT_USAGE
+        path = compile_kubeflow(config, args.output, image=args.image, beam_pipeline_args=args.beam_options)
+        print(f"llmrec pipeline compile: wrote {path}")
+        return EXIT_OK
+    if args.output is not None or args.image is not None:
+        print("llmrec pipeline run: --output and --image apply to `compile` only", file=sys.stderr)
+        return EXIT_USAGE
+    print(run_local(config, beam_pipeline_args=args.beam_options))
+    return EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level)
@@ -226,8 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "run":
             return command_run(config, args.dry_run, options, args.restart)
         if args.command == "pipeline":
-            print("llmrec pipeline: not available yet (lands with the TFX pipeline issue)", file=sys.stderr)
-            return EXIT_UNAVAILABLE
+            return command_pipeline(args, config)
         return command_stage(STAGE_BY_NAME[args.command], config, options, getattr(args, "restart", False))
     except ConfigError as error:
         print(f"llmrec: config error: {error}", file=sys.stderr)

@@ -216,10 +216,12 @@ class EvalConfig:
 @dataclass
 class ExportConfig:
     enabled: bool = True
-    # Index SavedModels to write; with both, ScaNN's recall@top_k against brute force is reported.
+    # Retrieval SavedModels to write (BruteForce always: it is the one stock TF Serving can load);
+    # ScaNN's recall@top_k against exact search is reported.
     indexes: List[Literal["brute_force", "scann"]] = field(default_factory=lambda: ["brute_force", "scann"])
     top_k: int = _bounded(100, low=1)
-    # ScaNN partitioning; None picks about sqrt(num_items) leaves and searches a fifth of them.
+    # ScaNN partitioning; None picks by catalogue size (serving.indexes.IndexSettings.resolved_scann:
+    # about sqrt(num_items) leaves; a fifth of them searched up to ~20k items, 2.4 x sqrt(leaves) beyond).
     scann_num_leaves: Optional[int] = _bounded(None, low=1)
     scann_num_leaves_to_search: Optional[int] = _bounded(None, low=1)
     # Users whose ScaNN top-K is compared with brute force for the reported recall.
@@ -319,6 +321,41 @@ class FeaturesConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """`llmrec pipeline`: the TFX pipeline of the stages (pipelines/), its release gates and where it pushes.
+
+    Relative paths are taken under output_dir; absolute paths and URLs are used as given."""
+
+    # Artefacts (None: <output_dir>/pipelines/<pipeline name>/root) and the ML Metadata SQLite store
+    # (None: <output_dir>/pipelines/<pipeline name>/metadata.sqlite) of local runs.
+    pipeline_root: Optional[str] = None
+    metadata_path: Optional[str] = None
+    # TF Serving model base: pushes go to <serving_base>/<model_name>/<version>/ (BruteForce),
+    # <model_name>-scann/<version>/ and <model_name>-item-tower/<version>/.
+    serving_base: str = "serving"
+    # None: the experiment's name.
+    model_name: Optional[str] = None
+    # The model is blessed when this metric (of eval.split; K must be one of eval.ks) beats Pop's by
+    # at least min_recall_gain_over_pop and is at most max_recall_drop_vs_blessed below the last
+    # blessed model's (on the same prepared dataset).
+    metric: str = "recall@20"
+    min_recall_gain_over_pop: float = _bounded(0.01, low=-1.0, high=1.0)
+    max_recall_drop_vs_blessed: float = _bounded(0.01, low=0.0, high=1.0)
+    # The indexes are blessed when ScaNN's recall@export.top_k against exact search reaches this.
+    min_scann_recall: float = _bounded(0.8, low=0.0, high=1.0)
+    # Container image of every step when the pipeline is compiled for Kubeflow (`--image` overrides it).
+    image: str = "llmrec-trainer:0.1.0"
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        name, _, k = self.metric.partition("@")
+        if name not in ("recall", "ndcg", "hr") or not k.isdigit():
+            return "metric", f"expected recall@K, ndcg@K or hr@K, got {self.metric!r}"
+        if not self.serving_base:
+            return "serving_base", "must not be empty"
+        return None
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     seed: int = 42
@@ -329,3 +366,4 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)

@@ -403,7 +403,7 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
             entry = {"directory": RETRIEVAL_DIRS[kind], "k": k, f"recall@{k}_vs_exact": top_k_recall(found, exact),
                      "core_ops_only": core_only, "history_items_returned": 0}
             if kind == "scann":
-                entry["num_leaves"], entry["num_leaves_to_search"] = settings.resolved_leaves(len(item_ids))
+                entry.update(asdict(settings.resolved_scann(len(item_ids))))
             if core_only:
                 reloaded = check_in_fresh_process(path, inputs, QUERY_SIGNATURE, core_only=True)[QUERY_EMBEDDING]
                 entry["query_max_abs_diff"] = float(np.max(np.abs(reloaded - queries)))
