@@ -41,10 +41,13 @@ def free_port() -> int:
 
 
 def exported_run(env) -> Path:
-    done = subprocess.run([str(BIN / "llmrec"), "run", CONFIG], cwd=REPO, env=env, capture_output=True, text=True,
+    """The run directory with a fresh export: `llmrec export` when the model is trained, else `llmrec run`."""
+    run_dir = REPO / "runs" / "amazon-games-two-tower"
+    command = "export" if (run_dir / "train_result.json").is_file() else "run"
+    done = subprocess.run([str(BIN / "llmrec"), command, CONFIG], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=7200)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    return REPO / "runs" / "amazon-games-two-tower"
+    return run_dir
 
 
 def requests(run_dir: Path, count: int = 2000):
