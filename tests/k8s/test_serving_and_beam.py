@@ -6,7 +6,6 @@ checks here are functions that return the problems they find, so that each test 
 a copy of the manifests on purpose and see the problem reported.
 """
 
-import argparse
 import copy
 import re
 from pathlib import Path
@@ -641,6 +640,14 @@ def run_as_root(docs):
     pod_template(find(docs, "Deployment", "llmrec-serving-scann"))["spec"]["securityContext"]["runAsNonRoot"] = False
 
 
+def assert_caught(check, breakage, expected):
+    """`check` reports `expected` on a copy of the manifests that `breakage` broke."""
+    docs = copy.deepcopy(DOCS)
+    breakage(docs)
+    problems = check(docs)
+    assert any(expected in problem for problem in problems), problems
+
+
 SERVING_BREAKAGES = [
     (break_readiness_path, "readiness probe path '/v1/models/model' is not /v1/models/llmrec"),
     (break_readiness_port, "readiness probe port 8500 is not the REST port 8501"),
@@ -658,10 +665,7 @@ SERVING_BREAKAGES = [
 
 @pytest.mark.parametrize("breakage, expected", SERVING_BREAKAGES, ids=[b.__name__ for b, _ in SERVING_BREAKAGES])
 def test_serving_checks_catch(breakage, expected):
-    docs = copy.deepcopy(DOCS)
-    breakage(docs)
-    problems = serving_problems(docs)
-    assert any(expected in problem for problem in problems), problems
+    assert_caught(serving_problems, breakage, expected)
 
 
 def drop_runner(docs):
@@ -731,10 +735,7 @@ BEAM_BREAKAGES = [
 
 @pytest.mark.parametrize("breakage, expected", BEAM_BREAKAGES, ids=[b.__name__ for b, _ in BEAM_BREAKAGES])
 def test_beam_checks_catch(breakage, expected):
-    docs = copy.deepcopy(DOCS)
-    breakage(docs)
-    problems = beam_problems(docs)
-    assert any(expected in problem for problem in problems), problems
+    assert_caught(beam_problems, breakage, expected)
 
 
 def inline_api_key(docs):
@@ -772,25 +773,18 @@ SECRET_BREAKAGES = [
 
 @pytest.mark.parametrize("breakage, expected", SECRET_BREAKAGES, ids=[b.__name__ for b, _ in SECRET_BREAKAGES])
 def test_secret_check_catches(breakage, expected):
-    docs = copy.deepcopy(DOCS)
-    breakage(docs)
-    problems = secret_problems(docs)
-    assert any(expected in problem for problem in problems), problems
+    assert_caught(secret_problems, breakage, expected)
 
 
 def test_scann_server_command_parses_with_the_cli():
-    """`llmrec serve --model_base_path DIR --port N`, once the CLI has it (the serving issue)."""
+    """`llmrec serve --model_base_path DIR --port N` as the real CLI parses it."""
     container = first_container(DOCS, "Deployment", "llmrec-serving-scann")
     tokens = argv(container)
     rest = tokens[[is_llmrec(token) for token in tokens].index(True) + 1:]
-    parser = build_parser()
-    (subcommands,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
-    serve_options = {option for action in subcommands.choices["serve"]._actions for option in action.option_strings}
-    if "--model_base_path" not in serve_options:
-        pytest.skip("`llmrec serve` does not take --model_base_path yet")
-    parsed = parser.parse_args(rest)
+    parsed = build_parser().parse_args(rest)
     _, name, base, port = model_server(container)
     assert parsed.command == "serve"
-    assert str(getattr(parsed, "model_base_path")) == base and parsed.port == port
-    if hasattr(parsed, "model_name") and parsed.model_name:
-        assert parsed.model_name == name
+    assert parsed.model_base_path == base and parsed.port == port
+    assert parsed.model_name in (None, name)
+    if parsed.model_name is None:
+        assert base.rstrip("/").rsplit("/", 1)[-1] == name  # the server names the model after its directory
