@@ -337,6 +337,21 @@ ITEM_TOWER_DIR = "item_tower"
 UNKNOWN_ID = "\u2205unknown"  # an ID no vocabulary holds: exports must ignore it
 
 
+def _exact_top_k_excluding(scores: np.ndarray, histories: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` best items per row of `scores`, leaving out that row's history items
+    (PAD_ITEM-padded `histories`): what a retrieval model must return, found by exact search."""
+    masked = scores.copy()
+    for row, items in enumerate(histories):
+        masked[row, items[items >= 0]] = -np.inf
+    return np.argsort(-masked, axis=1, kind="stable")[:, :k]
+
+
+def _history_ids(histories: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
+    """PAD_ITEM-padded index histories as a request sends them: raw IDs padded with ""."""
+    id_array = np.asarray(item_ids, dtype=object)
+    return np.where(histories >= 0, id_array[np.maximum(histories, 0)], "").astype(str)
+
+
 def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Optional[PathLike], model_dir: PathLike,
            export_dir: PathLike) -> dict:
     """Writes the servable SavedModels of the trained model (tfrs_llmrec.serving.export) to
@@ -366,20 +381,16 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
     histories, _ = dataset.query_histories(config.eval.split)
     users = np.arange(min(config.export.recall_sample_users, dataset.num_users), dtype=np.int64)
     history = histories[users]
-    id_array = np.asarray(item_ids, dtype=object)
-    history_ids = np.where(history >= 0, id_array[np.maximum(history, 0)], "").astype(str)
     # An unknown ID in every history (ignored by the graph), and an unknown user in the first row
     # (served from the history alone; compared with the in-memory tower at user index -1).
-    history_ids = np.concatenate([np.full((len(users), 1), UNKNOWN_ID), history_ids], axis=1)
+    history_ids = np.concatenate([np.full((len(users), 1), UNKNOWN_ID), _history_ids(history, item_ids)], axis=1)
     request_users = np.asarray(user_ids, dtype=object)[users].astype(str)
     request_users[0], user_indices = UNKNOWN_ID, users.copy()
     user_indices[0] = -1
     inputs = {USER_ID: request_users, HISTORY_IDS: history_ids}
     queries = np.asarray(tower({USER_INDEX: tf.constant(user_indices), HISTORY: tf.constant(history)}))
-    exact_scores = queries @ item_embeddings.T
-    for row, items in enumerate(history):
-        exact_scores[row, items[items >= 0]] = -np.inf
-    exact = np.argsort(-exact_scores, axis=1, kind="stable")[:, :k]
+    scores = queries @ item_embeddings.T
+    exact = _exact_top_k_excluding(scores, history, k)
     index_of = {item_id: index for index, item_id in enumerate(item_ids)}
 
     manifest: dict = {"model": name, "k": k, "max_history": max_history, "num_items": len(item_ids),
@@ -407,11 +418,11 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
             if core_only:
                 reloaded = check_in_fresh_process(path, inputs, QUERY_SIGNATURE, core_only=True)[QUERY_EMBEDDING]
                 entry["query_max_abs_diff"] = float(np.max(np.abs(reloaded - queries)))
-                candidates = np.concatenate([id_array[exact[:, :4]].astype(str),
+                candidates = np.concatenate([np.asarray(item_ids, dtype=object)[exact[:, :4]].astype(str),
                                              np.full((len(users), 1), UNKNOWN_ID)], axis=1)
                 scored = check_in_fresh_process(path, {**inputs, CANDIDATE_IDS: candidates}, SCORE_SIGNATURE,
                                                 core_only=True)[SCORES]
-                expected = np.take_along_axis(queries @ item_embeddings.T, exact[:, :4], axis=1)
+                expected = np.take_along_axis(scores, exact[:, :4], axis=1)
                 entry["score_max_abs_diff"] = float(np.max(np.abs(scored[:, :4] - expected)))
                 entry["unknown_candidate_scores_lowest"] = bool(np.all(scored[:, 4] < scored[:, :4].min()))
             manifest["models"][kind] = entry
@@ -419,7 +430,7 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
                   f"{' with core TF ops only' if core_only else ''}; recall@{k} against exact search "
                   f"(history excluded) on {len(users)} users: {entry[f'recall@{k}_vs_exact']:.4f}")
         path = save_item_tower(item_ids, item_embeddings, staging / ITEM_TOWER_DIR)
-        sample_ids = id_array[: min(len(item_ids), 256)].astype(str)
+        sample_ids = np.asarray(item_ids[:256], dtype=str)
         reloaded = check_in_fresh_process(path, {ITEM_ID: sample_ids}, core_only=True)[EMBEDDING]
         manifest["models"]["item_tower"] = {
             "directory": ITEM_TOWER_DIR,
@@ -459,17 +470,13 @@ def _export_intention(config: ExperimentConfig, dataset: PreparedDataset, tower,
     k = min(config.export.top_k, len(item_embeddings) - max_history)
 
     queries = intention_queries(tower, text_encoder, histories, texts, alpha).numpy()
-    exact_scores = queries @ item_embeddings.T
-    for row, items in enumerate(histories):
-        exact_scores[row, items[items >= 0]] = -np.inf
-    exact = np.argsort(-exact_scores, axis=1, kind="stable")[:, :k]
+    exact = _exact_top_k_excluding(queries @ item_embeddings.T, histories, k)
     item_ids = dataset.item_ids()
     index = build_index(IndexSettings("brute_force", k + max_history), item_embeddings, item_ids)
     path = save_intention_index_model(tower, text_encoder, index, item_ids, max_history, k,
                                       export_dir / "intention_brute_force")
-    id_array = np.asarray(item_ids, dtype=object)
-    history_ids = np.where(histories >= 0, id_array[np.maximum(histories, 0)], "").astype(str)
-    returned = check_in_fresh_process(path, {"history": history_ids, "query_text": texts, "alpha": alpha})
+    returned = check_in_fresh_process(path, {"history": _history_ids(histories, item_ids), "query_text": texts,
+                                             "alpha": alpha})
     found = np.vectorize(id_to_index.__getitem__)(returned["item_ids"])
     recall = top_k_recall(found, exact)
 
