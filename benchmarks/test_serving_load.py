@@ -12,7 +12,6 @@ user's validation-time history (up to 50 items) in raw IDs, cycling over 2,000 u
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 
 from serving_load import measure_latency  # benchmarks/ is on sys.path under pytest (rootdir-less import)
+from tfrs_llmrec.cli.launch import free_loopback_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(7200)]
 
@@ -32,12 +32,6 @@ BIN = Path(sys.executable).parent
 CONFIG = "configs/amazon_games_two_tower.yaml"
 CONCURRENCY = (1, 8, 32)
 SECONDS_PER_POINT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def exported_run(env) -> Path:
@@ -79,7 +73,7 @@ def wait_until_available(url: str, process, timeout_s: float = 300.0) -> None:
 
 
 def serve_and_measure(base: Path, name: str, payloads, env) -> list:
-    port = free_port()
+    (port,) = free_loopback_ports(1)
     process = subprocess.Popen([sys.executable, "-m", "tfrs_llmrec.serving.server", "--model_base_path",
                                 str(base / name), "--port", str(port), "--host", "127.0.0.1", "--threads", "32"],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

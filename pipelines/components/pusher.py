@@ -18,8 +18,8 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from pipelines import artifacts, push
 from pipelines.components.common import log
 from pipelines.components.evaluator import MODEL
+from pipelines.components.index_builder import INDEX
 
-INDEX = "index"
 MODEL_BLESSING = "model_blessing"
 INDEX_BLESSING = "index_blessing"
 PUSHED_MODEL = "pushed_model"

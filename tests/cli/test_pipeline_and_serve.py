@@ -5,7 +5,6 @@ compile` writes a PipelineJob."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tfrs_llmrec.cli.launch import free_loopback_ports
 from tfrs_llmrec.config import load_experiment
 from tfrs_llmrec.data.dataset import PreparedDataset, prepared_dataset_dir
 
@@ -41,12 +41,6 @@ def pushed(tmp_path_factory):
                             env=environment(), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return output, result.stdout
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def call(port, path, body=None):
@@ -76,7 +70,7 @@ def test_serve_answers_the_pushed_version_in_tf_serving_format(pushed):
     histories, _ = dataset.query_histories("valid")
     item_ids, user_ids = dataset.item_ids(), dataset.user_ids()
     history = [item_ids[item] for item in histories[0] if item >= 0]
-    port = free_port()
+    (port,) = free_loopback_ports(1)
     server = subprocess.Popen(LLMREC + ["serve", "--model_base_path", str(output / "serving" / NAME),
                                             "--port", str(port), "--host", "127.0.0.1"],
                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
