@@ -54,7 +54,7 @@ STAGES: Sequence[Stage] = (
     Stage("features", "Beam job: language-model vectors, LLM texts, RQ-VAE semantic IDs", "run_features"),
     Stage("train", "fit the configured model with checkpoints and early stopping", "run_train", all_processes=True),
     Stage("evaluate", "full-ranking metrics, overall and head/tail, metrics.json", "run_evaluate"),
-    Stage("export", "query SavedModel plus BruteForce/ScaNN index SavedModels, reloaded and checked",
+    Stage("export", "retrieval SavedModels (BruteForce, ScaNN) and the item tower, reloaded and checked",
           "run_export"),
     Stage("report", "HTML report with tables and plots", "run_report"),
 )
