@@ -3,8 +3,9 @@
     <serving_base>/<model_name>/<version>/             retrieval/ (BruteForce, core TF ops)
     <serving_base>/<model_name>-scann/<version>/       retrieval_scann/ (needs ScaNN's ops)
     <serving_base>/<model_name>-item-tower/<version>/  item_tower/
+    <serving_base>/<model_name>-item-tower-text/<version>/  item_tower_text/ (semantic models; TF Text ops)
 
-All three get the same version: 1 + the largest numeric version in any of them. Each version
+Every part the export holds gets the same version: 1 + the largest numeric version in any of them. Each version
 directory is built in a hidden staging directory beside it and renamed into place
 (tfrs_llmrec.atomic_files), so TF Serving, which polls for numeric directories, never sees a
 partial one; the main model is published last, and if any part fails the parts already
@@ -23,7 +24,8 @@ from typing import Dict, List, Optional
 from tfrs_llmrec.atomic_files import building_directory
 
 # (directory in the export, destination name pattern); the main model last.
-DESTINATIONS = (("item_tower", "{name}-item-tower"), ("retrieval_scann", "{name}-scann"), ("retrieval", "{name}"))
+DESTINATIONS = (("item_tower_text", "{name}-item-tower-text"), ("item_tower", "{name}-item-tower"),
+                ("retrieval_scann", "{name}-scann"), ("retrieval", "{name}"))
 MAIN = "retrieval"
 
 

@@ -17,7 +17,15 @@ def experiment(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("semantic")
     data = tmp_path / "log.csv"
     write_clustered_log(data)
-    return tmp_path, write_config(tmp_path, data)
+    items = tmp_path / "items.csv"
+    themes = ["haunted castle horror", "kart racing", "farm life simulation", "space strategy"]
+    items.write_text("item_id,title,genres\n" + "".join(
+        f"i{item},{themes[item % 4].title()} {item},{themes[item % 4].split()[-1]}\n" for item in range(40)),
+        encoding="utf-8")
+    config = write_config(tmp_path, data)
+    config.write_text(config.read_text().replace(
+        "max_history: 8}", f"max_history: 8, columns: {{items_path: {items}, genres: genres}}}}"), encoding="utf-8")
+    return tmp_path, config
 
 
 def run_llmrec(llmrec_cmd, env, *args):
@@ -48,6 +56,20 @@ def test_motir_runs_three_stages_and_exports(experiment, llmrec_cmd, subprocess_
     export = read(run_dir / "export" / "export.json")
     assert export["model"] == "motir" and export["models"]["brute_force"]["query_max_abs_diff"] < 1e-5
     assert export["models"]["brute_force"]["recall@10_vs_exact"] == 1.0
+    check_item_towers(export, run_dir)
+
+
+def check_item_towers(export, run_dir):
+    """New items from their vectors, and from their texts through the encoder inside the graph,
+    land where the in-memory model puts the features job's vectors of those texts."""
+    items = export["models"]["item_tower"]
+    assert items["max_abs_diff"] < 1e-6 and items["new_items_from_vector_max_abs_diff"] < 1e-5
+    text = export["models"]["item_tower_text"]
+    assert text["semantic_source"] == "metadata" and text["new_items_vs_features_job_max_abs_diff"] < 1e-4
+    assert (run_dir / "export" / "item_tower_text" / "saved_model.pb").is_file()
+    cold = items["catalogue_as_new_items"]
+    assert set(cold) == {"recall@5_trained", "recall@5_tail_trained", "recall@5_text_only", "recall@5_tail_text_only"}
+    assert all(0.0 <= value <= 1.0 for value in cold.values())
 
 
 def test_alpharec_exports_intention_model_and_zero_shot_reuses_its_mlp(experiment, llmrec_cmd, subprocess_env):
@@ -60,6 +82,7 @@ def test_alpharec_exports_intention_model_and_zero_shot_reuses_its_mlp(experimen
     assert export["models"]["brute_force"]["query_max_abs_diff"] < 1e-5
     assert export["models"]["brute_force"]["recall@10_vs_exact"] == 1.0
     assert export["intention"]["recall@10_vs_exact"] == 1.0
+    check_item_towers(export, run_dir)
     assert (run_dir / "export" / "intention_brute_force" / "saved_model.pb").is_file()
 
     # Zero-shot from that run onto the same data: the borrowed MLP and the same graph give the same numbers.

@@ -197,3 +197,15 @@ def test_zero_shot_refuses_checkpoints_without_a_fitting_mlp(tmp_path):
         restore_semantic_mlp(target, other_shape)
     for kept, before in zip(target.item_tower.mlp.get_weights(), weights):
         np.testing.assert_array_equal(kept, before)
+
+
+def test_a_new_item_is_embedded_as_a_catalogue_item_without_training_edges():
+    # Item 7 has no edge: propagation gives it its layer 0 only, which is all a new item gets.
+    model = build()
+    randomize_mlp(model)
+    isolated = catalogue(NUM_ITEMS)[7:8]
+    np.testing.assert_allclose(model.text_only_item_tower()(isolated).numpy(), model.item_embeddings()[7:8],
+                               rtol=1e-5, atol=1e-6)
+    # An item with edges differs: its neighbours move it.
+    assert not np.allclose(model.text_only_item_tower()(catalogue(NUM_ITEMS)[1:2]).numpy(),
+                           model.item_embeddings()[1:2], atol=1e-3)

@@ -90,3 +90,17 @@ def test_unknown_stage_and_misaligned_vectors_are_rejected():
         model.set_stage("stage4")
     with pytest.raises(ValueError, match="rows for"):
         MotiRModel(NUM_USERS, np.zeros((3, SEMANTIC_DIM), np.float32), np.ones(NUM_ITEMS), ModelConfig(name="motir"))
+
+
+def test_a_new_item_follows_the_stage_semantic_side():
+    model = make_model("scalar")
+    vectors = np.random.default_rng(1).normal(size=(NUM_ITEMS, SEMANTIC_DIM)).astype(np.float32)[:4]
+    items = tf.range(4, dtype=tf.int64)
+    assert model.text_only_item_tower() is None  # stage "id": nothing but IDs
+    for stage in ("align", "joint"):
+        model.set_stage(stage)
+        model.fused_items(items)  # builds the gate
+        # Scalar gate over a zero ID embedding: alpha * h_sem, normalised, is h_sem itself.
+        np.testing.assert_allclose(model.text_only_item_tower()(vectors).numpy(), model.semantic_tower(items).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+

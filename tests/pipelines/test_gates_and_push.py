@@ -65,6 +65,15 @@ def test_versions_follow_the_largest_numeric_version_of_any_destination(tmp_path
     assert not list(base.glob("*/.4*"))  # no staging directory left behind
 
 
+def test_a_semantic_model_pushes_its_text_item_tower_too(tmp_path):
+    base = tmp_path / "serving"
+    parts = ("retrieval", "item_tower", "item_tower_text")
+    result = push.push(make_export(tmp_path / "export", parts=parts), base, "m")
+    assert listing(base) == ["m-item-tower-text/1", "m-item-tower/1", "m/1"]
+    assert (base / "m-item-tower-text" / "1" / "saved_model.pb").read_text() == "item_tower_text-a"
+    assert result.destinations["item_tower_text"] == str(base / "m-item-tower-text" / "1")
+
+
 def test_an_identical_export_is_not_pushed_twice(tmp_path):
     base = tmp_path / "serving"
     first = push.push(make_export(tmp_path / "one"), base, "m")

@@ -20,7 +20,7 @@ from tfrs_llmrec.serving.export import (UNKNOWN_CANDIDATE_SCORE, RetrievalModule
                                         saved_model_ops, serving_query_tower)
 from tfrs_llmrec.serving.indexes import IndexSettings, build_index, top_k_recall
 
-NUM_USERS, NUM_ITEMS, MAX_HISTORY, K = 20, 300, 4, 10
+NUM_USERS, NUM_ITEMS, MAX_HISTORY, K, SEMANTIC_DIM = 20, 300, 4, 10, 6
 ITEM_IDS = [f"item-{index}" for index in range(NUM_ITEMS)]
 USER_IDS = [f"user-{index}" for index in range(NUM_USERS)]
 
@@ -145,6 +145,60 @@ def test_item_tower_returns_the_trained_embeddings(model, tmp_path):
     outputs = check_in_fresh_process(path, {"item_id": np.array(["item-9", "unknown", "item-0"])}, core_only=True)
     np.testing.assert_allclose(outputs["embedding"][[0, 2]], model.item_embeddings()[[9, 0]], rtol=1e-6)
     assert outputs["known"].tolist() == [True, False, True] and not outputs["embedding"][1].any()
+
+
+@pytest.fixture(scope="module")
+def motir():
+    from tfrs_llmrec.config.schema import SemanticTowerConfig
+    from tfrs_llmrec.models.motir import MotiRModel
+
+    tf.keras.utils.set_random_seed(2)
+    vectors = np.random.default_rng(2).normal(size=(NUM_ITEMS, SEMANTIC_DIM)).astype(np.float32)
+    model = MotiRModel(NUM_USERS, vectors, np.arange(NUM_ITEMS) % 7, ModelConfig(
+        tower=TowerConfig(dim=8), semantic=SemanticTowerConfig(hidden_dims=[16])), seed=2)
+    model.set_stage("joint")
+    model.fused_items(tf.range(2, dtype=tf.int64))  # builds the gate
+    return model, vectors
+
+
+def test_semantic_item_tower_embeds_new_items_from_their_vectors(motir, tmp_path):
+    model, vectors = motir
+    tower = model.text_only_item_tower()
+    path = save_item_tower(ITEM_IDS, model.item_embeddings(), tmp_path / "items", tower, SEMANTIC_DIM)
+    new_vectors = np.random.default_rng(3).normal(size=(2, SEMANTIC_DIM)).astype(np.float32)
+    inputs = {"item_id": np.array(["item-4", "new-a", "new-b", "new-c"]),
+              "semantic_vector": np.concatenate([vectors[[4]], new_vectors, np.zeros((1, SEMANTIC_DIM), np.float32)])}
+    outputs = check_in_fresh_process(path, inputs, "from_vector", core_only=True)
+    assert outputs["known"].tolist() == [True, False, False, False]
+    assert outputs["from_semantics"].tolist() == [False, True, True, False]
+    # A known ID keeps its trained (fused) embedding, not its text's.
+    np.testing.assert_allclose(outputs["embedding"][0], model.item_embeddings()[4], rtol=1e-5, atol=1e-6)
+    # A new item with a scalar gate and no ID embedding: the semantic tower's embedding of its vector.
+    np.testing.assert_allclose(outputs["embedding"][1:3], model.semantic_tower.project(new_vectors).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert not outputs["embedding"][3].any()
+    by_id = check_in_fresh_process(path, {"item_id": np.array(["item-4", "new-a"])}, core_only=True)
+    np.testing.assert_allclose(by_id["embedding"][0], model.item_embeddings()[4], rtol=1e-5, atol=1e-6)
+    assert ops_unknown_to_core_tensorflow(path) == []
+
+
+def test_text_item_tower_encodes_new_items_in_the_graph(motir, tmp_path):
+    from tests.serving.test_intention import HashTextEncoder
+
+    model, _ = motir
+    encoder = HashTextEncoder(SEMANTIC_DIM)
+    path = save_item_tower(ITEM_IDS, model.item_embeddings(), tmp_path / "text", model.text_only_item_tower(),
+                           SEMANTIC_DIM, encoder)
+    texts = np.array(["ignored for a known ID", "A haunted lighthouse", "  ", "Space racing"])
+    outputs = check_in_fresh_process(path, {"item_id": np.array(["item-9", "new-a", "new-b", "new-c"]),
+                                            "item_text": texts})
+    assert outputs["known"].tolist() == [True, False, False, False]
+    assert outputs["from_semantics"].tolist() == [False, True, False, True]
+    np.testing.assert_allclose(outputs["embedding"][0], model.item_embeddings()[9], rtol=1e-5, atol=1e-6)
+    encoded = encoder(tf.constant(texts[[1, 3]])).numpy()
+    np.testing.assert_allclose(outputs["embedding"][[1, 3]], model.semantic_tower.project(encoded).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert not outputs["embedding"][2].any()
 
 
 def test_signatures_have_the_names_dtypes_and_shapes_tf_serving_reads(exported):

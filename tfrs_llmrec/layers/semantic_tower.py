@@ -15,12 +15,16 @@ is trained, so:
   AlphaRec's intention-aware inference: a user's stated wish, encoded by the language model,
   moves their query while their history still counts.
 
+- `TextOnlyItemTower` embeds an item known only by its semantic vector (a new item: no ID
+  embedding, no graph edges) the way a semantic model embeds its catalogue, so a cold item's text
+  is all it takes to place it in the index.
+
 AlphaRec's graph propagation on top of the projected vectors is a separate block
 (`tfrs_llmrec.layers.lightgcn`). Histories are padded with PAD_ITEM (-1); padded positions never
 reach a gather and are left out of the history mean.
 """
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -153,3 +157,40 @@ class SemanticHistoryQueryTower(tf.keras.layers.Layer):
         config = dict(config)
         item_tower = SemanticItemTower.from_config(config.pop("semantic_item_tower"))
         return cls(item_tower, **config)
+
+
+def gate_fused(gate: tf.keras.layers.Layer, raw_cf, raw_sem) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(L2-normalised gate(h_cf, h_sem), semantic weight) of unnormalised ID and semantic embeddings.
+
+    The gate mixes the normalised embeddings but reads the unnormalised ones: the norm of an ID
+    embedding grows with its updates, which is how the gate can tell a tail item.
+    """
+    fused, semantic_weight = gate(tf.math.l2_normalize(raw_cf, axis=-1), tf.math.l2_normalize(raw_sem, axis=-1),
+                                  gate_inputs=(raw_cf, raw_sem))
+    return tf.math.l2_normalize(fused, axis=-1), semantic_weight
+
+
+class TextOnlyItemTower(tf.Module):
+    """[B, d_sem] semantic vectors -> L2-normalised [B, d] embeddings of items that have nothing else.
+
+    Args:
+      mlp: the semantic tower's MLP (`SemanticItemTower.mlp`), shared, not copied.
+      gate: a fusion gate (`tfrs_llmrec.layers.gated_fusion`) when the model fuses ID and semantic
+        embeddings; the missing ID embedding is then zeros, an ID that never had an update, so the
+        gate decides from the semantic side alone (a `ScalarGate` then returns the semantic
+        embedding itself). None: the embedding is the normalised MLP output.
+
+    Being a tf.Module that holds the MLP and the gate, a SavedModel of it saves their weights.
+    """
+
+    def __init__(self, mlp: tf.keras.layers.Layer, gate: Optional[tf.keras.layers.Layer] = None,
+                 name: str = "text_only_item_tower"):
+        super().__init__(name=name)
+        self.mlp = mlp
+        self.gate = gate
+
+    def __call__(self, vectors) -> tf.Tensor:
+        raw_sem = self.mlp(tf.cast(vectors, tf.float32))
+        if self.gate is None:
+            return tf.math.l2_normalize(raw_sem, axis=-1)
+        return gate_fused(self.gate, tf.zeros_like(raw_sem), raw_sem)[0]

@@ -26,7 +26,7 @@ from tfrs_llmrec.config.schema import ModelConfig
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX
 from tfrs_llmrec.layers.lightgcn import LightGCNPropagation, normalized_adjacency, split_user_item
 from tfrs_llmrec.layers.mlp import MLP
-from tfrs_llmrec.layers.semantic_tower import SemanticHistoryQueryTower, SemanticItemTower
+from tfrs_llmrec.layers.semantic_tower import SemanticHistoryQueryTower, SemanticItemTower, TextOnlyItemTower
 from tfrs_llmrec.losses.info_nce import info_nce_loss
 from tfrs_llmrec.models.base import RecommenderModel
 
@@ -153,6 +153,11 @@ class AlphaRecModel(RecommenderModel):
 
     def item_embeddings(self) -> np.ndarray:
         return tf.math.l2_normalize(self.propagated()[1], axis=-1).numpy()
+
+    def text_only_item_tower(self) -> TextOnlyItemTower:
+        """A new item is a node without edges: LightGCN's layers >= 1 give it nothing, so its
+        embedding is its layer 0, the normalised MLP of its vector."""
+        return TextOnlyItemTower(self.item_tower.mlp)
 
     def query_embeddings(self, user_indices: np.ndarray, histories=None) -> np.ndarray:
         """Transductive: the training users' propagated embeddings (histories are not used)."""

@@ -166,6 +166,11 @@ class RecommenderModel(tfrs.Model, metaclass=abc.ABCMeta):
     # The serving tower also takes a query-text vector (intention-aware retrieval).
     serves_text_intentions = False
 
+    def text_only_item_tower(self):
+        """For semantic models, a callable (a tf.Module) from [B, d_sem] language-model vectors to the
+        embeddings of items known by nothing else (new items); None for models of IDs alone."""
+        return None
+
     def item_diagnostics(self) -> Dict[str, np.ndarray]:
         """Per-item values worth reporting by popularity bucket (e.g. a gate's weight)."""
         return {}

@@ -24,7 +24,7 @@ import tensorflow as tf
 from tfrs_llmrec.config.schema import ModelConfig, MotirStageConfig, TrainConfig
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, USER_INDEX
 from tfrs_llmrec.layers.gated_fusion import ScalarGate, TwoWeightGate
-from tfrs_llmrec.layers.semantic_tower import SemanticItemTower
+from tfrs_llmrec.layers.semantic_tower import SemanticItemTower, TextOnlyItemTower, gate_fused
 from tfrs_llmrec.layers.towers import HistoryQueryTower, IdItemTower
 from tfrs_llmrec.losses.cosine_alignment import cosine_alignment_loss
 from tfrs_llmrec.models.base import RecommenderModel, StagePlan, all_items
@@ -91,16 +91,9 @@ class MotiRModel(RecommenderModel):
             getattr(self, name).trainable = trainable
 
     def fused_items(self, item_indices):
-        """(L2-normalised gate(h_cf, h_sem), semantic weight) for `item_indices`.
-
-        The gate mixes the normalised embeddings but reads the unnormalised ones: the norm of an
-        ID embedding grows with its updates, which is how the gate can tell a tail item.
-        """
-        raw_cf, raw_sem = (self.item_tower.unnormalized(item_indices),
-                           self.semantic_tower.mlp(self.semantic_tower.lookup(item_indices)))
-        fused, semantic_weight = self.gate(tf.math.l2_normalize(raw_cf, axis=-1),
-                                           tf.math.l2_normalize(raw_sem, axis=-1), gate_inputs=(raw_cf, raw_sem))
-        return tf.math.l2_normalize(fused, axis=-1), semantic_weight
+        """(L2-normalised gate(h_cf, h_sem), semantic weight) for `item_indices` (`gate_fused`)."""
+        return gate_fused(self.gate, self.item_tower.unnormalized(item_indices),
+                          self.semantic_tower.mlp(self.semantic_tower.lookup(item_indices)))
 
     def embed_items(self, item_indices):
         """The item representation the current stage trains and retrieves with."""
@@ -123,6 +116,13 @@ class MotiRModel(RecommenderModel):
 
     def item_embeddings(self) -> np.ndarray:
         return all_items(self.embed_items, self.num_items)
+
+    def text_only_item_tower(self) -> Optional[TextOnlyItemTower]:
+        """New items from their text alone: the aligned semantic tower in stage 2; in stage 3 the
+        gate over a zero ID embedding (an ID that never trained). Stage 1 has no semantic side."""
+        if self.stage == "id":
+            return None
+        return TextOnlyItemTower(self.semantic_tower.mlp, self.gate if self.stage == "joint" else None)
 
     def semantic_weights(self) -> np.ndarray:
         """[I] the gate's weight on the semantic side for every item."""

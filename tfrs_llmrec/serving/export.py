@@ -6,8 +6,18 @@ One retrieval SavedModel per index kind, with three signatures that TF Serving a
 - `query` (same inputs) -> `query_embedding` float [B, d];
 - `score` (`user_id`, `history`, `candidate_ids` string [B, C]) -> `scores` float [B, C], to rank a
   candidate list; an unknown candidate scores float32's lowest value, so it sorts last.
-And an item-tower SavedModel: `item_id` string [B] -> `embedding` [B, d], `known` bool [B], so an
-index can be rebuilt from the item embeddings without the trainer.
+Item-tower SavedModels give the item embeddings without the trainer, so an index can be rebuilt,
+new items included:
+- `item_tower/`, `serving_default` (`item_id` string [B]) -> `embedding` float [B, d], `known`
+  bool [B] (zeros for an unknown ID). Semantic models (MotiR, AlphaRec) add `from_vector`
+  (`item_id`, `semantic_vector` float [B, d_sem], the item's language-model vector) -> `embedding`,
+  `known`, `from_semantics` bool [B]: a known ID keeps its trained embedding; an unknown one is
+  embedded from its vector as the model embeds an item with no ID or graph signal
+  (`text_only_item_tower`); an unknown ID with an all-zero vector gets zeros.
+- `item_tower_text/` (semantic models whose encoder runs in TensorFlow, e.g. MiniLM),
+  `serving_default` (`item_id`, `item_text` string [B]) -> the same outputs, with the encoder that
+  embedded the catalogue inside the graph; a blank text counts as no text. The text is what the
+  features job encodes for the model's semantic source (the export manifest names it).
 
 ID handling happens in the graph: string IDs go through static vocabulary tables. History IDs that
 are not in the vocabulary, and empty strings (padding), are ignored; histories are read most recent
@@ -16,8 +26,9 @@ first and cut to the model's max_history before both the query and the exclusion
 it); models without a query tower (MF-BPR, LightGCN: transductive) serve a table of their users'
 embeddings, and an unknown user gets the mean user embedding.
 
-The BruteForce model holds only ops registered by core TensorFlow (stock TF Serving loads it); the
-ScaNN model needs ScaNN's custom ops (`llmrec serve`, or a model server built with ScaNN).
+The BruteForce and `item_tower/` models hold only ops registered by core TensorFlow (stock TF
+Serving loads them); `item_tower_text/` with MiniLM needs TF Text's ops and the ScaNN model
+needs ScaNN's custom ops (`llmrec serve`, or a model server built with ScaNN).
 Saves are published atomically (`building_directory`).
 """
 
@@ -45,6 +56,10 @@ CANDIDATE_IDS = "candidate_ids"
 ITEM_ID = "item_id"
 EMBEDDING = "embedding"
 KNOWN = "known"
+SEMANTIC_VECTOR = "semantic_vector"
+ITEM_TEXT = "item_text"
+FROM_SEMANTICS = "from_semantics"
+VECTOR_SIGNATURE = "from_vector"
 QUERY_SIGNATURE = "query"
 SCORE_SIGNATURE = "score"
 # ScaNN's TF ops live in the "Scann" namespace, which SavedModel refuses unless allowed.
@@ -162,28 +177,79 @@ class RetrievalModule(tf.Module):
 
 
 class ItemTowerModule(tf.Module):
-    """item_id -> the trained item embedding (zeros and known=False for an unknown ID)."""
+    """The item side of a trained model as signatures (see the module docstring).
 
-    def __init__(self, item_ids: Sequence[str], item_embeddings: np.ndarray):
+    Args:
+      item_ids, item_embeddings: the catalogue and its trained embeddings, row i for item_ids[i].
+      text_only_tower: for semantic models, [B, d_sem] language-model vectors -> embeddings of items
+        known by nothing else (`RecommenderModel.text_only_item_tower`); None for ID models.
+      semantic_dim: d_sem, the vectors' size (with `text_only_tower`).
+      text_encoder: string [B] -> [B, d_sem] vectors, the encoder that embedded the catalogue (with
+        `text_only_tower`); None leaves out the text signature.
+    """
+
+    def __init__(self, item_ids: Sequence[str], item_embeddings: np.ndarray, text_only_tower: Callable = None,
+                 semantic_dim: int = None, text_encoder: Callable = None):
         super().__init__()
+        if text_encoder is not None and text_only_tower is None:
+            raise ValueError("a text encoder needs the text-only item tower it feeds")
         self.items = _lookup_table(item_ids)
         self.item_embeddings = tf.Variable(np.asarray(item_embeddings, np.float32), trainable=False)
-        self.embed = tf.function(self._embed, input_signature=(tf.TensorSpec([None], tf.string, name=ITEM_ID),))
+        self.text_only_tower = text_only_tower
+        self.text_encoder = text_encoder
+        ids = tf.TensorSpec([None], tf.string, name=ITEM_ID)
+        self.embed = tf.function(self._embed, input_signature=(ids,))
+        if text_only_tower is not None:
+            self.embed_vectors = tf.function(self._embed_vectors, input_signature=(
+                ids, tf.TensorSpec([None, semantic_dim], tf.float32, name=SEMANTIC_VECTOR)))
+        if text_encoder is not None:
+            self.embed_texts = tf.function(self._embed_texts, input_signature=(
+                ids, tf.TensorSpec([None], tf.string, name=ITEM_TEXT)))
 
-    def _embed(self, item_id):
+    def signatures(self) -> dict:
+        if self.text_encoder is not None:
+            return {"serving_default": self.embed_texts}
+        signatures = {"serving_default": self.embed}
+        if self.text_only_tower is not None:
+            signatures[VECTOR_SIGNATURE] = self.embed_vectors
+        return signatures
+
+    def _known(self, item_id):
         indices = self.items.lookup(item_id)
         known = indices != PAD_ITEM
-        embeddings = tf.gather(self.item_embeddings, tf.maximum(indices, 0))
+        return known, tf.gather(self.item_embeddings, tf.maximum(indices, 0))
+
+    def _embed(self, item_id):
+        known, embeddings = self._known(item_id)
         return {EMBEDDING: embeddings * tf.cast(known, tf.float32)[:, tf.newaxis], KNOWN: known}
+
+    def _with_semantics(self, item_id, vectors, has_semantics):
+        known, embeddings = self._known(item_id)
+        from_semantics = ~known & has_semantics
+        # Every row goes through the tower (one batched call); rows that do not use it are replaced.
+        semantic = self.text_only_tower(vectors)
+        embeddings = tf.where(known[:, tf.newaxis], embeddings,
+                              tf.where(from_semantics[:, tf.newaxis], semantic, tf.zeros_like(semantic)))
+        return {EMBEDDING: embeddings, KNOWN: known, FROM_SEMANTICS: from_semantics}
+
+    def _embed_vectors(self, item_id, semantic_vector):
+        return self._with_semantics(item_id, semantic_vector, tf.reduce_any(semantic_vector != 0.0, axis=-1))
+
+    def _embed_texts(self, item_id, item_text):
+        vectors = tf.cast(self.text_encoder(item_text), tf.float32)
+        return self._with_semantics(item_id, vectors, tf.strings.length(tf.strings.strip(item_text)) > 0)
 
 
 def save_retrieval_model(module: RetrievalModule, path: Path, scann: bool) -> Path:
     return save_atomically(module, path, module.signatures(), options=SCANN_SAVE_OPTIONS if scann else None)
 
 
-def save_item_tower(item_ids: Sequence[str], item_embeddings: np.ndarray, path: Path) -> Path:
-    module = ItemTowerModule(item_ids, item_embeddings)
-    return save_atomically(module, path, {"serving_default": module.embed})
+def save_item_tower(item_ids: Sequence[str], item_embeddings: np.ndarray, path: Path,
+                    text_only_tower: Callable = None, semantic_dim: int = None, text_encoder: Callable = None) -> Path:
+    """Saves an `ItemTowerModule` atomically: with `text_encoder` the text model (TF Text ops
+    inside for MiniLM), otherwise the core-TF-ops model, with `from_vector` for semantic models."""
+    module = ItemTowerModule(item_ids, item_embeddings, text_only_tower, semantic_dim, text_encoder)
+    return save_atomically(module, path, module.signatures())
 
 
 def check_in_fresh_process(saved_model_dir: Path, inputs: Dict[str, np.ndarray], signature: str = "serving_default",

@@ -31,6 +31,7 @@ from tfrs_llmrec.evaluation import evaluate_retrieval, mean_by_popularity_bucket
 from tfrs_llmrec.evaluation.report import write_metrics_json
 from tfrs_llmrec.models import ModelInputs, build_model, is_trainable, model_spec
 from tfrs_llmrec.models.alpharec import restore_semantic_mlp
+from tfrs_llmrec.models.base import all_items
 from tfrs_llmrec.serving.export import check_in_fresh_process
 from tfrs_llmrec.serving.indexes import IndexSettings, build_index, top_k_recall
 from tfrs_llmrec.training import (Distribution, TerminationRequest, best_checkpoint, final_stage_dir, fit_stages,
@@ -334,6 +335,7 @@ def evaluate(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Opti
 EXPORT_MANIFEST = "export.json"
 RETRIEVAL_DIRS = {"brute_force": "retrieval", "scann": "retrieval_scann"}
 ITEM_TOWER_DIR = "item_tower"
+TEXT_ITEM_TOWER_DIR = "item_tower_text"
 UNKNOWN_ID = "\u2205unknown"  # an ID no vocabulary holds: exports must ignore it
 
 
@@ -356,15 +358,16 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
            export_dir: PathLike) -> dict:
     """Writes the servable SavedModels of the trained model (tfrs_llmrec.serving.export) to
     `export_dir`, published as one directory: retrieval/ (BruteForce, core TF ops only),
-    retrieval_scann/ (if configured), item_tower/, intention_brute_force/ (AlphaRec), export.json.
+    retrieval_scann/ (if configured), item_tower/, item_tower_text/ (semantic models),
+    intention_brute_force/ (AlphaRec), export.json.
     Each model is reloaded in a fresh process and checked against the in-memory model: the
     query embeddings, the score signature, recall@K against exact search with the history
     excluded, and that no history item is ever returned. Returns the manifest."""
     from tfrs_llmrec.atomic_files import building_directory
     from tfrs_llmrec.data.spec import HISTORY, USER_INDEX
-    from tfrs_llmrec.serving.export import (CANDIDATE_IDS, EMBEDDING, HISTORY_IDS, ITEM_ID, ITEM_IDS, QUERY_EMBEDDING,
-                                            QUERY_SIGNATURE, SCORE_SIGNATURE, SCORES, USER_ID, RetrievalModule,
-                                            save_item_tower, save_retrieval_model, serving_query_tower)
+    from tfrs_llmrec.serving.export import (CANDIDATE_IDS, HISTORY_IDS, ITEM_IDS, QUERY_EMBEDDING, QUERY_SIGNATURE,
+                                            SCORE_SIGNATURE, SCORES, USER_ID, RetrievalModule, save_retrieval_model,
+                                            serving_query_tower)
 
     dataset = PreparedDataset.open(Path(dataset_dir))
     name = config.model.name
@@ -429,17 +432,94 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
             print(f"export: {kind} retrieval model reloaded in a fresh process"
                   f"{' with core TF ops only' if core_only else ''}; recall@{k} against exact search "
                   f"(history excluded) on {len(users)} users: {entry[f'recall@{k}_vs_exact']:.4f}")
-        path = save_item_tower(item_ids, item_embeddings, staging / ITEM_TOWER_DIR)
-        sample_ids = np.asarray(item_ids[:256], dtype=str)
-        reloaded = check_in_fresh_process(path, {ITEM_ID: sample_ids}, core_only=True)[EMBEDDING]
-        manifest["models"]["item_tower"] = {
-            "directory": ITEM_TOWER_DIR,
-            "max_abs_diff": float(np.max(np.abs(reloaded - item_embeddings[:len(sample_ids)])))}
+        manifest["models"].update(_export_item_towers(config, dataset, features_dir, model, item_embeddings,
+                                                       histories, staging))
         if model.serves_text_intentions:
             manifest["intention"] = _export_intention(config, dataset, tower, item_embeddings, users[1:],
                                                       history[1:], index_of, staging)
         write_json_atomically(staging / EXPORT_MANIFEST, manifest)
     return manifest
+
+
+def _export_item_towers(config: ExperimentConfig, dataset: PreparedDataset, features_dir: Optional[PathLike], model,
+                        item_embeddings: np.ndarray, histories: np.ndarray, export_dir: Path) -> dict:
+    """Saves item_tower/ (and, for a semantic model whose encoder runs in TensorFlow, item_tower_text/),
+    reloads each in a fresh process and checks it: known IDs give the trained embeddings; unknown IDs
+    with the language-model vectors (or the texts) of catalogue items give what the in-memory model
+    embeds from those vectors alone; a blank row gives zeros. For semantic models it also measures,
+    with the evaluator, the retrieval of a catalogue embedded from text alone: the cold-start case."""
+    from beam_jobs.features import MOTIVATION, item_texts
+    from tfrs_llmrec.encoders import build_encoder
+    from tfrs_llmrec.serving.export import (EMBEDDING, FROM_SEMANTICS, ITEM_ID, ITEM_TEXT, KNOWN, SEMANTIC_VECTOR,
+                                            VECTOR_SIGNATURE, save_item_tower)
+
+    item_ids = dataset.item_ids()
+    sample = np.arange(min(256, len(item_ids)))
+    sample_ids = np.asarray(item_ids, dtype=object)[sample].astype(str)
+    text_only_tower = model.text_only_item_tower()
+    vectors = None if text_only_tower is None else _semantic_item_vectors(config, features_dir)
+    path = save_item_tower(item_ids, item_embeddings, export_dir / ITEM_TOWER_DIR, text_only_tower,
+                           None if vectors is None else vectors.shape[1])
+    reloaded = check_in_fresh_process(path, {ITEM_ID: sample_ids}, core_only=True)[EMBEDDING]
+    entry = {"directory": ITEM_TOWER_DIR, "core_ops_only": True,
+             "max_abs_diff": float(np.max(np.abs(reloaded - item_embeddings[sample])))}
+    entries = {"item_tower": entry}
+    if text_only_tower is None:
+        return entries
+
+    # Catalogue items presented as new ones (IDs no vocabulary holds), plus one blank row.
+    new_ids = np.append(np.char.add("new:", sample_ids), UNKNOWN_ID)
+    new_vectors = np.concatenate([vectors[sample], np.zeros((1, vectors.shape[1]), np.float32)])
+    expected = np.asarray(text_only_tower(vectors[sample]))
+
+    def check(path: Path, outputs: dict, expected: np.ndarray) -> float:
+        """`path`'s outputs for rows of new items whose embeddings should be `expected`, then a blank row."""
+        if outputs[KNOWN].any() or not outputs[FROM_SEMANTICS][:-1].all() or outputs[FROM_SEMANTICS][-1]:
+            raise StageError(f"{path}: new items were not embedded from their semantics alone")
+        if np.any(outputs[EMBEDDING][-1] != 0):
+            raise StageError(f"{path}: a new item without semantics did not get a zero embedding")
+        return float(np.max(np.abs(outputs[EMBEDDING][:-1] - expected)))
+
+    entry["semantic_source"] = source = config.model.semantic.source
+    entry["new_items_from_vector_max_abs_diff"] = check(path, check_in_fresh_process(
+        path, {ITEM_ID: new_ids, SEMANTIC_VECTOR: new_vectors}, VECTOR_SIGNATURE, core_only=True), expected)
+
+    text_only_embeddings = all_items(lambda items: text_only_tower(tf.gather(vectors, items)), len(item_ids))
+    targets = load_eval_targets(dataset, config.eval.split)
+    query_fn = _query_function(model, histories)
+    cutoff = f"recall@{config.eval.ks[0]}"
+    cold = {}
+    for label, embeddings in (("trained", item_embeddings), ("text_only", text_only_embeddings)):
+        summary = evaluate_queries(config, dataset, targets, query_fn, embeddings, progress=False)
+        cold.update({f"{cutoff}_{label}": summary["overall"][cutoff],
+                     f"{cutoff}_tail_{label}": summary["tail_items"][cutoff]})
+    entry["catalogue_as_new_items"] = cold
+    print(f"export: {model.__class__.__name__} item tower; every catalogue item embedded from its text alone, as a "
+          f"new item would be: {cutoff} {cold[f'{cutoff}_text_only']:.4f} (trained {cold[f'{cutoff}_trained']:.4f}), "
+          f"tail {cold[f'{cutoff}_tail_text_only']:.4f} (trained {cold[f'{cutoff}_tail_trained']:.4f})")
+
+    text_encoder = getattr(build_encoder(config.features.encoder), "module", None)
+    if text_encoder is None or source == MOTIVATION:
+        entries["item_tower_text"] = {"skipped": "motivation texts come from an LLM at features time" if text_encoder
+                                      else f"encoder kind {config.features.encoder.kind} has no in-graph module"}
+        return entries
+    table = dataset.item_table()
+    all_texts = [item_texts(title, genres, description)[source]
+                 for title, genres, description in zip(table.titles, table.genres, table.descriptions)]
+    # Items with text: a blank text is served as no text at all.
+    sample = np.flatnonzero([bool(text.strip()) for text in all_texts])[:256]
+    if not len(sample):
+        entries["item_tower_text"] = {"skipped": "no catalogue item has text to check it with"}
+        return entries
+    new_ids = np.append(np.char.add("new:", np.asarray(item_ids, dtype=object)[sample].astype(str)), UNKNOWN_ID)
+    expected = np.asarray(text_only_tower(vectors[sample]))
+    path = save_item_tower(item_ids, item_embeddings, export_dir / TEXT_ITEM_TOWER_DIR, text_only_tower,
+                           vectors.shape[1], text_encoder)
+    outputs = check_in_fresh_process(path, {ITEM_ID: new_ids, ITEM_TEXT: np.array([all_texts[item] for item in sample]
+                                                                                + [" "])})
+    entries["item_tower_text"] = {"directory": TEXT_ITEM_TOWER_DIR, "semantic_source": source, "core_ops_only": False,
+                                  "new_items_vs_features_job_max_abs_diff": check(path, outputs, expected)}
+    return entries
 
 
 def _export_intention(config: ExperimentConfig, dataset: PreparedDataset, tower, item_embeddings: np.ndarray,
