@@ -68,7 +68,8 @@ def check_item_towers(export, run_dir):
     assert text["semantic_source"] == "metadata" and text["new_items_vs_features_job_max_abs_diff"] < 1e-4
     assert (run_dir / "export" / "item_tower_text" / "saved_model.pb").is_file()
     cold = items["catalogue_as_new_items"]
-    assert set(cold) == {"recall@5_trained", "recall@5_tail_trained", "recall@5_text_only", "recall@5_tail_text_only"}
+    assert set(cold) == {f"recall@{k}_{part}{label}" for k in (5, 20) for part in ("", "tail_")
+                         for label in ("trained", "text_only")}
     assert all(0.0 <= value <= 1.0 for value in cold.values())
 
 

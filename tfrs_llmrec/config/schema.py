@@ -321,6 +321,32 @@ class FeaturesConfig:
 
 
 @dataclass
+class CtrDataConfig:
+    """CTR samples (beam_jobs/ctr.py): labelled impressions derived from a prepared dataset and its
+    semantic features, split per user chronologically, with behaviour sequences, attributes and
+    activity buckets (tfrs_llmrec.data.ctr_spec)."""
+
+    # Sources with ratings (MovieLens): every rating is an impression, a click when rating >= this.
+    positive_rating: float = 4.0
+    # Sources without ratings (every interaction a positive, e.g. Amazon Games): this many negatives
+    # per positive, drawn from the items' training popularity ** negative_power, seeded by `seed`.
+    negatives_per_positive: int = _bounded(1, low=1)
+    negative_power: float = _bounded(0.75, low=0.0)
+    # Per-user chronological train/valid/test fractions of the impressions.
+    split_ratios: List[float] = _bounded([0.8, 0.1, 0.1], low=0.0, high=1.0)
+    # Behaviour sequence: the user's positively-labelled items strictly before the impression.
+    max_history: int = _bounded(50, low=1)
+    # Activity features are training-split counts in log2 buckets: 0, 1, 2-3, 4-7, ...; the last is open.
+    activity_buckets: int = _bounded(8, low=2)
+    num_shards: int = _bounded(4, low=1)
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1.0) > 1e-6 or self.split_ratios[0] <= 0:
+            return "split_ratios", f"expected three fractions summing to 1, train positive, got {self.split_ratios}"
+        return None
+
+
+@dataclass
 class PipelineConfig:
     """`llmrec pipeline`: the TFX pipeline of the stages (pipelines/), its release gates and where it pushes.
 
@@ -362,6 +388,7 @@ class ExperimentConfig:
     output_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    ctr: CtrDataConfig = field(default_factory=CtrDataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -487,13 +487,14 @@ def _export_item_towers(config: ExperimentConfig, dataset: PreparedDataset, feat
     text_only_embeddings = all_items(lambda items: text_only_tower(tf.gather(vectors, items)), len(item_ids))
     targets = load_eval_targets(dataset, config.eval.split)
     query_fn = _query_function(model, histories)
-    cutoff = f"recall@{config.eval.ks[0]}"
     cold = {}
     for label, embeddings in (("trained", item_embeddings), ("text_only", text_only_embeddings)):
         summary = evaluate_queries(config, dataset, targets, query_fn, embeddings, progress=False)
-        cold.update({f"{cutoff}_{label}": summary["overall"][cutoff],
-                     f"{cutoff}_tail_{label}": summary["tail_items"][cutoff]})
+        for k in config.eval.ks:
+            cold.update({f"recall@{k}_{label}": summary["overall"][f"recall@{k}"],
+                         f"recall@{k}_tail_{label}": summary["tail_items"][f"recall@{k}"]})
     entry["catalogue_as_new_items"] = cold
+    cutoff = f"recall@{20 if 20 in config.eval.ks else max(config.eval.ks)}"
     print(f"export: {model.__class__.__name__} item tower; every catalogue item embedded from its text alone, as a "
           f"new item would be: {cutoff} {cold[f'{cutoff}_text_only']:.4f} (trained {cold[f'{cutoff}_trained']:.4f}), "
           f"tail {cold[f'{cutoff}_tail_text_only']:.4f} (trained {cold[f'{cutoff}_tail_trained']:.4f})")
