@@ -52,6 +52,8 @@ class Stage:
 STAGES: Sequence[Stage] = (
     Stage("data", "Beam ingestion: raw logs -> k-core, splits, vocabularies, TFRecords, stats", "run_data"),
     Stage("features", "Beam job: language-model vectors, LLM texts, RQ-VAE semantic IDs", "run_features"),
+    Stage("ctr", "Beam job: the rankers' CTR samples (labels, behaviour sequences, attributes, activity)",
+          "run_ctr"),
     Stage("train", "fit the configured model with checkpoints and early stopping", "run_train", all_processes=True),
     Stage("evaluate", "full-ranking metrics, overall and head/tail, metrics.json", "run_evaluate"),
     Stage("export", "retrieval SavedModels (BruteForce, ScaNN) and the item tower, reloaded and checked",

@@ -137,8 +137,70 @@ class AlphaRecConfig:
 
 
 @dataclass
+class MMoEConfig:
+    num_experts: int = _bounded(4, low=1)
+    expert_units: List[int] = _bounded([128, 64], low=1)
+    tower_units: List[int] = _bounded([32], low=1)
+
+
+@dataclass
+class RankingConfig:
+    """The CTR rankers (mlp_ranker, din, din_mmoe, akt_rec): shared input embeddings and heads."""
+
+    embedding_dim: int = _bounded(16, low=1)
+    # The prediction MLP over the concatenated features (and each MMoE expert's input).
+    mlp_units: List[int] = _bounded([200, 80], low=1)
+    # DIN's activation unit (target attention over the behaviour sequence).
+    attention_units: List[int] = _bounded([80, 40], low=1)
+    activation: Literal["dice", "prelu"] = "dice"
+    # DIN sums attention-weighted behaviours unnormalised; softmax normalises over the sequence.
+    attention_normalization: Literal["none", "softmax"] = "none"
+    # The item's frozen language-model vector, projected to embedding_dim, joins its features.
+    use_item_vector: bool = True
+    dropout: float = _bounded(0.0, low=0.0, high=0.9)
+    # L2 on the embeddings a batch reads (per example).
+    embedding_l2: float = _bounded(1e-6, low=0.0)
+    mmoe: MMoEConfig = field(default_factory=MMoEConfig)
+    # Share of training impressions whose user and item IDs are replaced by a default ID, which so
+    # learns what an ID unknown at scoring time gets.
+    unknown_id_rate: float = _bounded(0.01, low=0.0, high=0.5)
+    # MMoE heads on rated sources add a rating-regression task (MSE) with this weight.
+    rating_loss_weight: float = _bounded(0.1, low=0.0)
+
+
+@dataclass
+class AktRecConfig:
+    """AKT-Rec: cluster-gated embeddings (CGAE), head-to-tail transfer, hierarchical feature views (HFA).
+    The ablation switches turn single parts off, as in the paper's ablation table."""
+
+    # Cluster of an ID: its semantic-ID prefix of this many levels (RQ-VAE codes of the features job).
+    cluster_level: int = _bounded(1, low=1)
+    gate_units: List[int] = _bounded([16], low=1)
+    transfer_temperature: float = _bounded(0.2, low=1e-6)
+    # lambda1 * L(head, sg(tail)) + lambda2 * L(tail, sg(head)); lambda1 < lambda2: the tail learns more.
+    lambda1: float = _bounded(0.05, low=0.0)
+    lambda2: float = _bounded(0.2, low=0.0)
+    orthogonality_weight: float = _bounded(0.01, low=0.0)
+    head: Literal["mlp", "mmoe"] = "mlp"
+    use_individual_embedding: bool = True
+    use_cluster_embedding: bool = True
+    use_cgae_gate: bool = True
+    use_instance_view: bool = True
+    use_cluster_view: bool = True
+    use_hfa_gate: bool = True
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        if not (self.use_individual_embedding or self.use_cluster_embedding):
+            return "use_cluster_embedding", "an ID needs its individual or its cluster embedding (or both)"
+        if not (self.use_instance_view or self.use_cluster_view):
+            return "use_cluster_view", "the model needs the instance view or the cluster view (or both)"
+        return None
+
+
+@dataclass
 class ModelConfig:
-    name: Literal["pop", "two_tower", "mf_bpr", "lightgcn", "motir", "alpharec"] = "two_tower"
+    name: Literal["pop", "two_tower", "mf_bpr", "lightgcn", "motir", "alpharec",
+                  "mlp_ranker", "din", "din_mmoe", "akt_rec"] = "two_tower"
     tower: TowerConfig = field(default_factory=TowerConfig)
     temperature: float = _bounded(0.05, low=1e-6)
     # Extra negatives per batch drawn from the whole catalogue, on top of in-batch negatives.
@@ -157,6 +219,8 @@ class ModelConfig:
     semantic: SemanticTowerConfig = field(default_factory=SemanticTowerConfig)
     motir: MotirConfig = field(default_factory=MotirConfig)
     alpharec: AlphaRecConfig = field(default_factory=AlphaRecConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    akt_rec: AktRecConfig = field(default_factory=AktRecConfig)
 
 
 @dataclass
@@ -197,8 +261,10 @@ class TrainConfig:
 
     def validate(self) -> Optional[Tuple[str, str]]:
         name, _, k = self.monitor.partition("@")
+        if self.monitor in ("auc", "gauc"):  # the CTR rankers' validation metrics
+            return None
         if name not in ("recall", "ndcg", "hr", "mrr") or (name != "mrr" and not k.isdigit()):
-            return "monitor", f"expected recall@K, ndcg@K, hr@K or mrr, got {self.monitor!r}"
+            return "monitor", f"expected recall@K, ndcg@K, hr@K, mrr, auc or gauc, got {self.monitor!r}"
         return None
 
 
@@ -347,6 +413,19 @@ class CtrDataConfig:
 
 
 @dataclass
+class CascadeConfig:
+    """Retrieval then ranking, evaluated by a ranker's evaluate stage: a finished retrieval run
+    retrieves the top_k items per user of the prepared dataset's eval split, the ranker reorders
+    them, and the report sets recall/NDCG of the reordered list beside retrieval alone."""
+
+    # A finished retrieval run directory (it holds config.yaml and checkpoints/) on the same
+    # prepared dataset; None: no cascade.
+    retriever_run: Optional[str] = None
+    top_k: int = _bounded(100, low=1)
+    ks: List[int] = _bounded([10, 20], low=1)
+
+
+@dataclass
 class PipelineConfig:
     """`llmrec pipeline`: the TFX pipeline of the stages (pipelines/), its release gates and where it pushes.
 
@@ -389,6 +468,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     ctr: CtrDataConfig = field(default_factory=CtrDataConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

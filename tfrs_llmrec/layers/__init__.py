@@ -9,3 +9,10 @@ from tfrs_llmrec.layers.towers import HistoryQueryTower, IdItemTower
 
 __all__ = ["HistoryQueryTower", "IdItemTower", "LightGCNPropagation", "MLP", "MaskedMeanPooling", "ScalarGate",
            "SemanticHistoryQueryTower", "SemanticItemTower", "TwoWeightGate", "normalized_adjacency", "split_user_item"]
+
+from tfrs_llmrec.layers.activations import Dice, activation_layer
+from tfrs_llmrec.layers.cluster_embedding import ClusterGatedEmbedding, ClusterGatedOutput
+from tfrs_llmrec.layers.mmoe import MMoE
+from tfrs_llmrec.layers.target_attention import TargetAttention
+
+__all__ += ["ClusterGatedEmbedding", "ClusterGatedOutput", "Dice", "MMoE", "TargetAttention", "activation_layer"]

@@ -7,3 +7,8 @@ from tfrs_llmrec.losses.sampled_softmax import sampled_softmax_loss
 
 __all__ = ["bpr_loss", "cosine_alignment_loss", "info_nce_loss", "l2_regularization", "mean_cosine",
            "sampled_softmax_loss"]
+
+from tfrs_llmrec.losses.asymmetric_transfer import asymmetric_transfer_loss
+from tfrs_llmrec.losses.orthogonality import orthogonality_loss
+
+__all__ += ["asymmetric_transfer_loss", "orthogonality_loss"]

@@ -1,6 +1,7 @@
 """Evaluation metrics, one file per family: full-ranking (ranking.py) and AUC/GAUC (auc.py)."""
 
 from tfrs_llmrec.metrics.auc import AUCAccumulator, auc, gauc, per_user_auc
+from tfrs_llmrec.metrics.log_loss import log_loss
 from tfrs_llmrec.metrics.ranking import (
     batched_target_ranks,
     metric_names,
@@ -17,6 +18,7 @@ __all__ = [
     "auc",
     "batched_target_ranks",
     "gauc",
+    "log_loss",
     "metric_names",
     "metrics_from_csr_ranks",
     "metrics_from_ranks",

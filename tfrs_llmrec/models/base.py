@@ -77,9 +77,9 @@ class StagePlan:
     ranking_extras: Optional[str] = None
 
 
-class RecommenderModel(tfrs.Model, metaclass=abc.ABCMeta):
-    """A trainable retrieval model. Subclasses implement `compute_loss`, `item_embeddings` and
-    `query_embeddings`; the defaults below describe a one-stage model with a `query_tower`."""
+class TrainableModel(tfrs.Model):
+    """What the training core needs of any model, retriever or ranker: `compute_loss`, one
+    `train_step` for every strategy, seeded sampling, and the stages to train."""
 
     def __init__(self, seed: Optional[int] = None, **kwargs):
         super().__init__(**kwargs)
@@ -142,7 +142,7 @@ class RecommenderModel(tfrs.Model, metaclass=abc.ABCMeta):
         self._loss_function = None  # trainable variables may differ from the last compile
         super().compile(optimizer=optimizer, **kwargs)
 
-    # ------------------------------------------------------------------ interface
+    # ------------------------------------------------------------------ stages
 
     def stage_plans(self, train: TrainConfig) -> List[StagePlan]:
         """The stages to train in order; the last one's weights are the model's."""
@@ -150,6 +150,11 @@ class RecommenderModel(tfrs.Model, metaclass=abc.ABCMeta):
 
     def set_stage(self, stage: str) -> None:
         """Sets which variables train in `stage`."""
+
+
+class RecommenderModel(TrainableModel, metaclass=abc.ABCMeta):
+    """A trainable retrieval model. Subclasses implement `compute_loss`, `item_embeddings` and
+    `query_embeddings`; the defaults below describe a one-stage model with a `query_tower`."""
 
     @abc.abstractmethod
     def item_embeddings(self) -> np.ndarray:

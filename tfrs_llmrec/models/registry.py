@@ -72,4 +72,29 @@ def build_model(name: str, config: ModelConfig, inputs: ModelInputs):
 
 def is_trainable(name: str, config: ModelConfig) -> bool:
     """Pop has nothing to learn; a zero-shot AlphaRec reuses another dataset's trained MLP."""
+    if name in RANKERS:
+        return True
     return model_spec(name).trains and not (name == "alpharec" and config.alpharec.zero_shot_from is not None)
+
+
+# CTR rankers: (history pooling, head) of the DIN family; AKT-Rec composes its own.
+RANKERS = ("mlp_ranker", "din", "din_mmoe", "akt_rec")
+
+
+def is_ranker(name: str) -> bool:
+    """Whether `name` is a CTR ranker (trained and evaluated on CTR samples) rather than a retriever."""
+    return name in RANKERS
+
+
+def build_ranker(name: str, config: ModelConfig, inputs, seed: Optional[int] = None):
+    """The untrained ranker `name` from `inputs` (a `rankers.CtrInputs`)."""
+    from tfrs_llmrec.models.rankers import RANKER_LAYOUTS, DeepInterestRanker
+
+    if name == "akt_rec":
+        from tfrs_llmrec.models.akt_rec import AktRecModel
+
+        return AktRecModel(inputs, config, seed=seed)
+    if name not in RANKER_LAYOUTS:
+        raise ValueError(f"unknown ranker {name!r}; expected one of {', '.join(RANKERS)}")
+    pooling, head = RANKER_LAYOUTS[name]
+    return DeepInterestRanker(inputs, config, pooling=pooling, head=head, seed=seed)

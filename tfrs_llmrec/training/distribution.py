@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_llmrec.data.epochs import TrainingEpochs
-from tfrs_llmrec.models.base import RecommenderModel, Replicas
+from tfrs_llmrec.models.base import Replicas, TrainableModel
 
 StepFunction = Callable[[object, tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]
 
@@ -49,7 +49,7 @@ class Distribution(abc.ABC):
         """This process's batches of `epoch` from `start_step` on, as its step function takes them."""
 
     @abc.abstractmethod
-    def step_function(self, model: RecommenderModel) -> StepFunction:
+    def step_function(self, model: TrainableModel) -> StepFunction:
         """(batch, local stop request 0/1) -> (mean loss over replicas, stop requests summed over them)."""
 
     def broadcast_variables(self, variables: Sequence[tf.Variable]) -> None:
@@ -85,7 +85,7 @@ class StrategyDistribution(Distribution):
 
         return self.strategy.distribute_datasets_from_function(per_pipeline)
 
-    def step_function(self, model: RecommenderModel) -> StepFunction:
+    def step_function(self, model: TrainableModel) -> StepFunction:
         strategy = self.strategy
 
         def replica_step(batch, stop):

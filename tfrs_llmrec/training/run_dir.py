@@ -18,7 +18,7 @@ from tfrs_llmrec.config import ExperimentConfig, config_hash, dump_yaml, to_dict
 
 CONFIG_FILE = "config.yaml"
 HASH_FILE = "training-config.sha256"
-DOWNSTREAM_SECTIONS = ("eval", "export", "pipeline")
+DOWNSTREAM_SECTIONS = ("eval", "export", "pipeline", "cascade")
 # What a fresh start removes: everything a run writes (the prepared data lives elsewhere).
 RUN_OUTPUTS = ("checkpoints", "export", "train_result.json", "metrics.json", "report.html", "timings.json",
                CONFIG_FILE, HASH_FILE)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 from tfrs_llmrec.data.epochs import TrainingEpochs
-from tfrs_llmrec.models.base import RecommenderModel, StagePlan
+from tfrs_llmrec.models.base import StagePlan, TrainableModel
 from tfrs_llmrec.training.distribution import Distribution
 from tfrs_llmrec.training.trainer import TerminationRequest, TrainResult, build_variables, train_stage
 
-RankingMonitor = Callable[[RecommenderModel], Dict[str, float]]
+RankingMonitor = Callable[[TrainableModel], Dict[str, float]]
 
 
 def stage_dir(checkpoint_root: Path, position: int, stage: str) -> Path:
@@ -29,7 +29,7 @@ def final_stage_dir(checkpoint_root: Path, plans: Sequence[StagePlan]) -> Path:
     return stage_dir(checkpoint_root, len(plans), plans[-1].name)
 
 
-def fit_stages(model: RecommenderModel, plans: Sequence[StagePlan], epochs: TrainingEpochs,
+def fit_stages(model: TrainableModel, plans: Sequence[StagePlan], epochs: TrainingEpochs,
                checkpoint_root: Path, distribution: Distribution, ranking_metrics: RankingMonitor,
                termination: Optional[TerminationRequest] = None) -> Dict[str, TrainResult]:
     """Runs `plans` in order; returns each stage's TrainResult.

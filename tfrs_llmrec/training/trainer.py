@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from tfrs_llmrec.config.schema import TrainConfig
 from tfrs_llmrec.data.epochs import TrainingEpochs
-from tfrs_llmrec.models.base import RecommenderModel
+from tfrs_llmrec.models.base import TrainableModel
 from tfrs_llmrec.training.checkpoints import CheckpointStore, restore
 from tfrs_llmrec.training.distribution import Distribution
 from tfrs_llmrec.training.optimizers import make_optimizer
@@ -82,7 +82,7 @@ class TerminationRequest:
         return False
 
 
-def build_variables(model: RecommenderModel, sample_batch, stages: List[str]) -> None:
+def build_variables(model: TrainableModel, sample_batch, stages: List[str]) -> None:
     """Creates every variable (each stage may touch other layers) before any restore or broadcast."""
     for stage in stages:
         model.set_stage(stage)
@@ -93,10 +93,10 @@ def _optimizer_variables(optimizer) -> List[tf.Variable]:
     return list(optimizer.variables())
 
 
-def train_stage(model: RecommenderModel, epochs: TrainingEpochs, config: TrainConfig, directory: Path,
-                distribution: Distribution, monitor_fn: Callable[[RecommenderModel], float],
+def train_stage(model: TrainableModel, epochs: TrainingEpochs, config: TrainConfig, directory: Path,
+                distribution: Distribution, monitor_fn: Callable[[TrainableModel], float],
                 monitor_name: Optional[str] = None, stop_at: Optional[float] = None,
-                extra_metrics_fn: Optional[Callable[[RecommenderModel], Dict[str, float]]] = None,
+                extra_metrics_fn: Optional[Callable[[TrainableModel], Dict[str, float]]] = None,
                 termination: Optional[TerminationRequest] = None) -> TrainResult:
     """Trains `model` (variables built, stage set) and leaves it holding its best weights.
 

@@ -2,6 +2,7 @@
 
     <output_dir>/datasets/<dataset>-<hash>/       prepared dataset (shared by runs with the same data config)
     <output_dir>/features/<dataset>-<hash>-<hash>/ semantic features (shared likewise)
+    <output_dir>/ctr/<dataset>-<hash>-<hash>/      CTR samples of the rankers (shared likewise)
     <output_dir>/<name>/                          the run directory:
         config.yaml, training-config.sha256       resolved config; hash of what identifies the training
         checkpoints/<n>-<stage>/latest|best/step-<step>/   checkpoint + state.json (one per stage)
@@ -61,6 +62,21 @@ def features_dir(config: ExperimentConfig, dataset: Path, beam_options: Sequence
     return stages.semantic_features(config, dataset, Path(config.output_dir), beam_options, distribution)
 
 
+def ctr_dir(config: ExperimentConfig, dataset: Path, features: Optional[Path], beam_options: Sequence[str] = (),
+            distribution=None) -> Optional[Path]:
+    """The CTR samples when the model is a ranker (built now if missing), else None."""
+    if not stages.is_ranker(config.model.name):
+        return None
+    return stages.ctr_samples(config, dataset, features, Path(config.output_dir), beam_options, distribution)
+
+
+def _ranker_inputs(config: ExperimentConfig, distribution=None):
+    """(dataset, features, CTR samples) directories, each built if missing."""
+    dataset = dataset_dir(config, distribution=distribution)
+    features = features_dir(config, dataset, distribution=distribution)
+    return dataset, features, ctr_dir(config, dataset, features, distribution=distribution)
+
+
 def run_data(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     started = time.perf_counter()
     dataset_dir(config, _beam_options(options))
@@ -83,6 +99,17 @@ def run_features(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     _record_time(run_dir, "features", time.perf_counter() - started)
 
 
+def run_ctr(config: ExperimentConfig, run_dir: Path, options=None) -> None:
+    if not stages.is_ranker(config.model.name):
+        log.info("CTR samples skipped: %s is a retriever", config.model.name)
+        return
+    started = time.perf_counter()
+    dataset = dataset_dir(config)
+    root = ctr_dir(config, dataset, features_dir(config, dataset), _beam_options(options))
+    log.info("CTR samples in %s", root)
+    _record_time(run_dir, "ctr", time.perf_counter() - started)
+
+
 def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     """Trains the configured model under train.strategy; every process calls it, the chief writes."""
     started = time.perf_counter()
@@ -91,15 +118,15 @@ def run_train(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         from tfrs_llmrec.distributed import make_distribution
 
         distribution = make_distribution(config.train)
-    dataset = dataset_dir(config, distribution=distribution)
-    stages.train(config, dataset, features_dir(config, dataset, distribution=distribution), run_dir, distribution)
+    dataset, features, ctr = _ranker_inputs(config, distribution)
+    stages.train(config, dataset, features, run_dir, distribution, ctr_dir=ctr)
     if distribution.is_chief:
         _record_time(run_dir, "train", time.perf_counter() - started)
 
 
 def run_evaluate(config: ExperimentConfig, run_dir: Path, options=None) -> None:
-    dataset = dataset_dir(config)
-    payload = stages.evaluate(config, dataset, features_dir(config, dataset), run_dir, run_dir / METRICS_FILE)
+    dataset, features, ctr = _ranker_inputs(config)
+    payload = stages.evaluate(config, dataset, features, run_dir, run_dir / METRICS_FILE, ctr_dir=ctr)
     _record_time(run_dir, "evaluate", sum(result["seconds"] for result in payload["models"].values()))
 
 
@@ -108,6 +135,11 @@ def run_export(config: ExperimentConfig, run_dir: Path, options=None) -> None:
         log.info("export skipped (disabled)")
         return
     started = time.perf_counter()
+    if stages.is_ranker(config.model.name):
+        dataset, features, ctr = _ranker_inputs(config)
+        stages.export_ranker(config, dataset, ctr, features, run_dir, run_dir / EXPORT_DIR)
+        _record_time(run_dir, "export", time.perf_counter() - started)
+        return
     dataset = dataset_dir(config)
     stages.export(config, dataset, features_dir(config, dataset), run_dir, run_dir / EXPORT_DIR)
     _record_time(run_dir, "export", time.perf_counter() - started)

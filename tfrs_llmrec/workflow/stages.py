@@ -29,7 +29,7 @@ from tfrs_llmrec.config import ConfigError, ExperimentConfig, config_hash, load_
 from tfrs_llmrec.data.dataset import EvalTargets, PreparedDataset, load_eval_targets, select_rows
 from tfrs_llmrec.evaluation import evaluate_retrieval, mean_by_popularity_bucket
 from tfrs_llmrec.evaluation.report import write_metrics_json
-from tfrs_llmrec.models import ModelInputs, build_model, is_trainable, model_spec
+from tfrs_llmrec.models import ModelInputs, build_model, is_ranker, is_trainable, model_spec
 from tfrs_llmrec.models.alpharec import restore_semantic_mlp
 from tfrs_llmrec.models.base import all_items
 from tfrs_llmrec.serving.export import check_in_fresh_process
@@ -97,8 +97,17 @@ def semantic_features(config: ExperimentConfig, dataset_dir: PathLike, output_di
     return run_features(config.features, dataset, seed=config.seed, pipeline_args=beam_options, output_dir=out)
 
 
+def _required(path: Optional[PathLike], what: str) -> PathLike:
+    if path is None:
+        raise StageError(f"{what} are missing: run the stage that writes them first")
+    return path
+
+
 def needs_features(config: ExperimentConfig) -> bool:
-    """Whether the configured model or one of its baselines reads the items' semantic vectors."""
+    """Whether the configured model or one of its baselines reads the items' semantic vectors (the
+    CTR rankers read them and the semantic IDs)."""
+    if is_ranker(config.model.name):
+        return True
     return any(model_spec(name).needs_item_vectors for name in model_names(config))
 
 
@@ -173,6 +182,36 @@ def evaluate_model(config: ExperimentConfig, dataset: PreparedDataset, model, sp
                             rows, progress)
 
 
+def restore_ranker(config: ExperimentConfig, ctr_dir: PathLike, features_dir: PathLike, model_dir: PathLike):
+    """The configured CTR ranker with its best checkpoint's weights."""
+    from tfrs_llmrec.data.ctr import CtrDataset
+    from tfrs_llmrec.workflow import ranking
+
+    ctr = CtrDataset.open(Path(ctr_dir))
+    model = ranking.build(config, ctr, features_dir)
+    # Variables exist only after a first call; a restore into an unbuilt model would be deferred.
+    model.compute_loss(next(iter(ctr.batches("valid", 8))))
+    return _load_best(config, model, model_dir, config.model.name)
+
+
+def export_ranker(config: ExperimentConfig, dataset_dir: PathLike, ctr_dir: PathLike, features_dir: PathLike,
+                  model_dir: PathLike, export_dir: PathLike) -> dict:
+    """The trained ranker's scoring SavedModel, checked in a fresh process (`ranking.export`)."""
+    from tfrs_llmrec.workflow import ranking
+
+    model = restore_ranker(config, ctr_dir, features_dir, model_dir)
+    return ranking.export(config, dataset_dir, ctr_dir, model, export_dir)
+
+
+def _evaluate_ranker(config: ExperimentConfig, dataset_dir: PathLike, ctr_dir: PathLike,
+                     features_dir: Optional[PathLike],
+                     model_dir: PathLike, metrics_path: Optional[PathLike]) -> dict:
+    from tfrs_llmrec.workflow import ranking
+
+    model = restore_ranker(config, ctr_dir, _required(features_dir, "the semantic features"), model_dir)
+    return ranking.evaluate(config, ctr_dir, model, metrics_path, dataset_dir)
+
+
 def _zero_shot_checkpoint(config: ExperimentConfig) -> str:
     """The trained AlphaRec checkpoint a zero-shot config borrows, after checking it is compatible."""
     source_dir = Path(config.model.alpharec.zero_shot_from)
@@ -243,6 +282,11 @@ def restore(config: ExperimentConfig, dataset: PreparedDataset, features_dir: Op
         return model
     if not is_trainable(name, config.model):
         return model
+    return _load_best(config, model, model_dir, name)
+
+
+def _load_best(config: ExperimentConfig, model, model_dir: PathLike, name: str):
+    """`model` with the weights of its final stage's best checkpoint in `model_dir`."""
     plans = model.stage_plans(config.train)
     checkpoints = Path(model_dir) / CHECKPOINTS_DIR
     best = best_checkpoint(final_stage_dir(checkpoints, plans))
@@ -254,14 +298,21 @@ def restore(config: ExperimentConfig, dataset: PreparedDataset, features_dir: Op
 
 
 def train(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Optional[PathLike], model_dir: PathLike,
-          distribution: Optional[Distribution] = None) -> dict:
+          distribution: Optional[Distribution] = None, ctr_dir: Optional[PathLike] = None) -> dict:
     """Trains the configured model under train.strategy into `model_dir` (checkpoints/, resumed if
     present; train_result.json). Every process of a distributed job calls it; only the chief writes.
-    Returns the training summary."""
+    A CTR ranker trains on the CTR samples in `ctr_dir`. Returns the training summary."""
     from tfrs_llmrec.distributed import make_distribution
 
     distribution = distribution if distribution is not None else make_distribution(config.train)
-    dataset = PreparedDataset.open(Path(dataset_dir))
+    ranker = is_ranker(config.model.name)
+    if ranker:
+        from tfrs_llmrec.data.ctr import CtrDataset
+        from tfrs_llmrec.workflow import ranking
+
+        dataset = CtrDataset.open(Path(_required(ctr_dir, "the CTR samples")))
+    else:
+        dataset = PreparedDataset.open(Path(dataset_dir))
     model_dir = Path(model_dir)
     name = config.model.name
     if not is_trainable(name, config.model):
@@ -278,17 +329,18 @@ def train(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Optiona
     set_precision(config.train.mixed_precision)
     try:
         with distribution.scope():
-            model = build(config, dataset, name, features_dir)
+            model = (ranking.build(config, dataset, _required(features_dir, "the semantic features")) if ranker
+                     else build(config, dataset, name, features_dir))
         model.replicas = distribution.replicas(config.train.sparse_as_dense)
         model.jit_compile = config.train.jit_compile
         epochs = dataset.training_epochs("train", global_batch, config.seed, config.train.shuffle_buffer)
+        monitor = ranking.validation_metrics(dataset) if ranker else _ranking_monitor(config, dataset)
         if distribution.is_chief:
             log.info("training %s with strategy %s: %d replica(s), global batch %d, %d steps per epoch", name,
                      distribution.name, distribution.num_replicas, epochs.global_batch_size, epochs.steps_per_epoch)
         plans = model.stage_plans(config.train)
         with TerminationRequest() as termination:
-            results = fit_stages(model, plans, epochs, model_dir / CHECKPOINTS_DIR, distribution,
-                                 _ranking_monitor(config, dataset), termination)
+            results = fit_stages(model, plans, epochs, model_dir / CHECKPOINTS_DIR, distribution, monitor, termination)
     except tf.errors.DataLossError as error:
         # tf.data does not say which shard is corrupt; the dataset finds and names it.
         raise dataset.explain_data_loss(error, "train") from None
@@ -304,10 +356,15 @@ def train(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Optiona
 
 
 def evaluate(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Optional[PathLike], model_dir: PathLike,
-             metrics_path: Optional[PathLike] = None, models: Optional[Sequence[str]] = None) -> dict:
+             metrics_path: Optional[PathLike] = None, models: Optional[Sequence[str]] = None,
+             ctr_dir: Optional[PathLike] = None) -> dict:
     """Full-ranking metrics (overall, head/tail, active/inactive) on config.eval.split of the trained
     model in `model_dir` and of its untrained baselines (or of `models`); written to `metrics_path`
-    if given. Returns {"experiment", "config_hash", "split", "dataset", "models": {name: ...}}."""
+    if given. Returns {"experiment", "config_hash", "split", "dataset", "models": {name: ...}}.
+    A CTR ranker is evaluated on the CTR samples in `ctr_dir` instead (AUC, GAUC, log loss)."""
+    if is_ranker(config.model.name):
+        return _evaluate_ranker(config, dataset_dir, _required(ctr_dir, "the CTR samples"), features_dir, model_dir,
+                                metrics_path)
     dataset = PreparedDataset.open(Path(dataset_dir))
     split = config.eval.split
     results: Dict[str, dict] = {}
@@ -579,3 +636,20 @@ def _export_intention(config: ExperimentConfig, dataset: PreparedDataset, tower,
             **hit_rates}
 
 
+def ctr_samples(config: ExperimentConfig, dataset_dir: PathLike, features_dir: PathLike, output_dir: PathLike,
+                beam_options: Sequence[str] = (), distribution: Optional[Distribution] = None) -> Path:
+    """Runs the Beam CTR samples job (labelled impressions for the ranking models) on the prepared
+    dataset and its semantic features into `<output_dir>/ctr/`, or reuses them; returns their
+    directory. Under several processes only the chief runs it; the others wait for it."""
+    from beam_jobs.ctr import run_ctr_samples
+    from tfrs_llmrec.data.ctr import CtrDataset, ctr_samples_dir
+
+    if distribution is not None and not distribution.is_chief:
+        root = ctr_samples_dir(config, dataset_dir, features_dir, output_dir)
+        wait_for(root / "manifest.json", "the CTR samples")
+        return root
+    root = run_ctr_samples(config, dataset_dir, features_dir, output_dir, pipeline_args=beam_options)
+    stats = CtrDataset.open(root).stats
+    log.info("CTR samples %s: %s", root, ", ".join(f"{split} {count} ({stats['positive_rate'][split]:.1%} positive)"
+                                                   for split, count in stats["impressions"].items()))
+    return root
