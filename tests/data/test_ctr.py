@@ -88,3 +88,33 @@ def test_a_corrupt_shard_is_named(samples_root, tmp_path):
     open(shard, "ab").write(b"x")
     with pytest.raises(DataError, match="truncated or replaced"):
         CtrDataset.open(copy)
+
+
+def _rewrite_shard(samples_root, tmp_path, edit):
+    """A copy of the samples whose first train shard's first record went through `edit(features)`."""
+    copy = tmp_path / samples_root.name
+    shutil.copytree(samples_root, copy)
+    samples = CtrDataset.open(copy)
+    path = samples.shard_files("train")[0]
+    records = [tf.train.Example.FromString(raw.numpy()) for raw in tf.data.TFRecordDataset(path)]
+    edit(records[0].features.feature)
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record.SerializeToString())
+    return CtrDataset.open(copy, check_sizes=False), path
+
+
+def test_a_label_outside_zero_and_one_is_named_with_its_shard_and_record(samples_root, tmp_path):
+    def set_label(feature):
+        feature[spec.LABEL].float_list.value[:] = [4.0]
+
+    samples, path = _rewrite_shard(samples_root, tmp_path, set_label)
+    with pytest.raises(DataError, match=rf"^{path}: record 0: label 4.0 is not 0 or 1"):
+        samples.check_labels("train")
+    samples.check_labels("valid")  # the other splits are untouched
+
+
+def test_records_without_labels_are_named_with_their_shard(samples_root, tmp_path):
+    samples, path = _rewrite_shard(samples_root, tmp_path, lambda feature: feature.pop(spec.LABEL))
+    with pytest.raises(DataError, match=rf"^{path}: records do not match the feature spec"):
+        samples.check_labels("train")

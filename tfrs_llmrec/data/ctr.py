@@ -168,6 +168,18 @@ class CtrDataset:
 
     # ------------------------------------------------------------ integrity
 
+    def check_labels(self, split: str) -> None:
+        """Raises DataError naming the shard and record when a record of `split` has no label or one
+        other than 0 or 1 (a CTR label is a click or not)."""
+        for path in self.shard_files(split):
+            offset = 0
+            for batch in _read_records(path, {spec.LABEL: tf.io.FixedLenFeature([], tf.float32)}):
+                labels = batch[spec.LABEL].numpy()
+                bad = np.flatnonzero((labels != 0.0) & (labels != 1.0))
+                if bad.size:
+                    raise DataError(path, f"record {offset + int(bad[0])}: label {float(labels[bad[0]])!r} is not 0 or 1")
+                offset += len(labels)
+
     def verify(self, splits: Sequence[str] = spec.SPLITS) -> None:
         """Reads every shard of `splits`; raises DataError naming the first corrupt or short one."""
         for split in splits:

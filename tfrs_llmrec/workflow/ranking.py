@@ -106,6 +106,7 @@ def evaluate(config: ExperimentConfig, ctr_dir, model, metrics_path: Optional[Pa
     ctr = CtrDataset.open(Path(ctr_dir))
     started = time.perf_counter()
     split = config.eval.split
+    ctr.check_labels(split)
     summary = evaluate_split(model, ctr, split)
     result = {"summary": summary, **diagnostics_by_bucket(model, ctr, split),
               "seconds": round(time.perf_counter() - started, 2)}

@@ -311,6 +311,8 @@ def train(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Optiona
         from tfrs_llmrec.workflow import ranking
 
         dataset = CtrDataset.open(Path(_required(ctr_dir, "the CTR samples")))
+        for split in ("train", "valid"):
+            dataset.check_labels(split)
     else:
         dataset = PreparedDataset.open(Path(dataset_dir))
     model_dir = Path(model_dir)
