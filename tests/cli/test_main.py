@@ -42,7 +42,7 @@ def test_dry_run_prints_resolved_config_with_overrides(tmp_path, capsys):
 def test_every_stage_is_wired_to_a_function():
     from tfrs_llmrec.workflow import run as stages
 
-    assert [stage.name for stage in STAGES] == ["data", "features", "train", "evaluate", "export", "report"]
+    assert [stage.name for stage in STAGES] == ["data", "features", "ctr", "train", "evaluate", "export", "report"]
     for stage in STAGES:
         assert callable(getattr(stages, stage.function))
 

@@ -55,9 +55,10 @@ STAGES: Sequence[Stage] = (
     Stage("ctr", "Beam job: the rankers' CTR samples (labels, behaviour sequences, attributes, activity)",
           "run_ctr"),
     Stage("train", "fit the configured model with checkpoints and early stopping", "run_train", all_processes=True),
-    Stage("evaluate", "full-ranking metrics, overall and head/tail, metrics.json", "run_evaluate"),
-    Stage("export", "retrieval SavedModels (BruteForce, ScaNN) and the item tower, reloaded and checked",
-          "run_export"),
+    Stage("evaluate", "metrics.json: full-ranking metrics (retrievers) or AUC/GAUC/log loss (rankers), overall "
+          "and head/tail", "run_evaluate"),
+    Stage("export", "retrieval SavedModels (BruteForce, ScaNN) and item towers, or a ranker's scoring model, "
+          "reloaded and checked", "run_export"),
     Stage("report", "HTML report with tables and plots", "run_report"),
 )
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
