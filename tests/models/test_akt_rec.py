@@ -116,3 +116,30 @@ def test_full_model_gates_are_learned_values_in_the_unit_interval():
     for name in ("item_gate", "user_gate", "view_alpha"):
         values = diagnostics[name].numpy()
         assert values.shape == (16,) and np.all((values > 0) & (values < 1)), name
+
+
+def test_an_unknown_item_with_a_known_semantic_id_takes_its_clusters_embedding():
+    from tfrs_llmrec.data import ctr_spec
+
+    model = build_ranker("akt_rec", config(), ctr_inputs(), seed=3)
+    features = impressions(8, seed=9)
+    unknown = {**features, ITEM_INDEX: -tf.ones_like(features[ITEM_INDEX])}
+
+    def with_ids(rows):
+        return {**unknown, ctr_spec.ITEM_SEMANTIC_ID: tf.constant(rows, tf.int64)}
+
+    default = model.predict_logits(unknown).numpy()
+    # The fixture's clusters are the first code (item % 4); the second code does not matter at level 1.
+    cluster_2 = model.predict_logits(with_ids([[2, 0]] * 8)).numpy()
+    cluster_2_again = model.predict_logits(with_ids([[2, 5]] * 8)).numpy()
+    cluster_3 = model.predict_logits(with_ids([[3, 0]] * 8)).numpy()
+    no_such_cluster = model.predict_logits(with_ids([[9, 0]] * 8)).numpy()
+    not_given = model.predict_logits(with_ids([[-1, -1]] * 8)).numpy()
+    np.testing.assert_array_equal(cluster_2, cluster_2_again)
+    assert not np.allclose(cluster_2, cluster_3) and not np.allclose(cluster_2, default)
+    np.testing.assert_array_equal(no_such_cluster, default)
+    np.testing.assert_array_equal(not_given, default)
+    # A known item ignores the semantic ID it is sent with.
+    known = model.predict_logits(features).numpy()
+    np.testing.assert_array_equal(model.predict_logits({**features, ctr_spec.ITEM_SEMANTIC_ID: tf.constant(
+        [[3, 0]] * 8, tf.int64)}).numpy(), known)

@@ -80,3 +80,26 @@ def test_a_candidate_list_of_the_wrong_shape_is_one_clear_error(exported):
                "candidate_ids": np.array([["item-10", "item-7"]])}
     with pytest.raises(RuntimeError, match="candidate_ids must have one row per user_id"):
         check_in_fresh_process(path, request, core_only=True)
+
+
+def test_akt_rec_scores_a_new_item_through_its_semantic_cluster(tmp_path):
+    model = build_ranker("akt_rec", ModelConfig(ranking=RankingConfig(embedding_dim=8, mlp_units=[16],
+                                                                      attention_units=[8])), ctr_inputs(), seed=1)
+    tables, arrays = hand_tables()
+    path = save_ranking_model(model, tables, ITEM_IDS, USER_IDS, MAX_HISTORY, tmp_path / "akt")
+    request = {"user_id": np.array(["user-3"]), "history": np.array([["item-2"]]),
+               "candidate_ids": np.array([["new-a", "new-b", "item-7"]]),
+               "candidate_semantic_ids": np.array([[[2, 0], [-1, -1], [3, 1]]], np.int64)}
+    served = check_in_fresh_process(path, request, "score_new_items", core_only=True)["probabilities"]
+    history = np.array([2] + [PAD_ITEM] * 5)
+    rows = [impression(arrays, 3, -1, history, 0), impression(arrays, 3, -1, history, 0),
+            impression(arrays, 3, 7, history, 0)]
+    features = {key: tf.constant(np.stack([row[key] for row in rows]), tf.int64) for key in rows[0]}
+    features[ctr_spec.ITEM_SEMANTIC_ID] = tf.constant([[2, 0], [-1, -1], [3, 1]], tf.int64)
+    expected = tf.sigmoid(model.predict_logits(features)).numpy()
+    np.testing.assert_allclose(served[0], expected, rtol=1e-5, atol=1e-6)
+    # The first new item is in cluster 2, the second has no semantic ID: the default item.
+    assert abs(served[0, 0] - served[0, 1]) > 1e-6
+    plain = check_in_fresh_process(path, {key: request[key] for key in ("user_id", "history", "candidate_ids")},
+                                   core_only=True)["probabilities"]
+    np.testing.assert_allclose(plain[0, [1, 2]], served[0, [1, 2]], rtol=1e-5, atol=1e-6)

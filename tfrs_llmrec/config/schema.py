@@ -174,7 +174,7 @@ class AktRecConfig:
     The ablation switches turn single parts off, as in the paper's ablation table."""
 
     # Cluster of an ID: its semantic-ID prefix of this many levels (RQ-VAE codes of the features job).
-    cluster_level: int = _bounded(1, low=1)
+    cluster_level: int = _bounded(1, low=1, high=3)
     gate_units: List[int] = _bounded([16], low=1)
     transfer_temperature: float = _bounded(0.2, low=1e-6)
     # lambda1 * L(head, sg(tail)) + lambda2 * L(tail, sg(head)); lambda1 < lambda2: the tail learns more.

@@ -39,6 +39,9 @@ ITEM_YEAR = "item_year"
 # The item's top-level semantic ID (its cluster); the cross activity counts the user's training
 # impressions of items in the candidate's cluster.
 ITEM_CLUSTER = "item_cluster"
+# Scoring-time only (never in the samples): a candidate's RQ-VAE semantic ID, [levels] int64 with
+# -1 where unknown; lets AKT-Rec place an item it never saw in its semantic cluster.
+ITEM_SEMANTIC_ID = "item_semantic_id"
 USER_ACTIVITY = "user_activity"
 ITEM_ACTIVITY = "item_activity"
 CROSS_ACTIVITY = "cross_activity"

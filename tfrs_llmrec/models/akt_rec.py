@@ -16,6 +16,10 @@
   fused by alpha = G2([user activity; item activity; cross activity]).
 - An MLP or MMoE head; loss = L_main + L_trans + orthogonality_weight * L_ortho (+ embedding L2).
 
+An unknown user or item scores through a learned default ID (`CtrRanker.with_default_ids`); an
+unknown item whose semantic ID is given at scoring time (`ctr_spec.ITEM_SEMANTIC_ID`, e.g. from the
+features job's quantiser) takes its cluster's embedding instead, when the cluster exists.
+
 The ablation switches of `AktRecConfig` turn off single parts (the paper's ablation table).
 `example_diagnostics` gives r (item and user gates) and alpha per impression for reporting by
 popularity bucket.
@@ -29,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_llmrec.config.schema import ModelConfig
+from tfrs_llmrec.data import ctr_spec
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX
 from tfrs_llmrec.layers.cluster_embedding import ClusterGatedEmbedding
 from tfrs_llmrec.layers.mlp import MLP
@@ -46,6 +51,15 @@ def dense_clusters(semantic_ids: np.ndarray, level: int) -> Tuple[np.ndarray, in
     return inverse, int(inverse.max()) + 1 if inverse.size else 0
 
 
+def prefix_keys(semantic_ids, level: int):
+    """One int64 key per row for its first `level` semantic-ID codes (codes < 2**16, level <= 3);
+    works on numpy arrays and tensors alike."""
+    key = 0
+    for position in range(level):
+        key = key * 65536 + semantic_ids[:, position]
+    return key
+
+
 def with_default(clusters: np.ndarray, count: int) -> Tuple[np.ndarray, int]:
     """The cluster indices with one more entry, the default ID's own new cluster."""
     return np.append(clusters, count), count + 1
@@ -57,6 +71,13 @@ def _segment_mean(values: tf.Tensor, segments: tf.Tensor, num_segments: int, kee
     sums = tf.math.unsorted_segment_sum(values * weights[:, tf.newaxis], segments, num_segments)
     counts = tf.math.unsorted_segment_sum(weights, segments, num_segments)
     return tf.math.divide_no_nan(sums, counts[:, tf.newaxis]), counts > 0
+
+
+def _key_table(keys: np.ndarray, values: np.ndarray) -> tf.lookup.StaticHashTable:
+    """key -> value (the first row's, keys repeat), -1 for an unknown key."""
+    keys, first = np.unique(np.asarray(keys, np.int64), return_index=True)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keys, tf.int64), tf.constant(np.asarray(values, np.int64)[first], tf.int64)), default_value=-1)
 
 
 class AktRecModel(CtrRanker):
@@ -74,6 +95,11 @@ class AktRecModel(CtrRanker):
         user_clusters, self.num_user_clusters = with_default(*dense_clusters(
             inputs.user_semantic_ids, min(akt.cluster_level, inputs.user_semantic_ids.shape[1])))
         top_clusters, self.num_top_clusters = with_default(*dense_clusters(inputs.item_semantic_ids, 1))
+        # A candidate the model never saw but whose semantic ID is given goes to its cluster.
+        self.cluster_level = level
+        codes = np.asarray(inputs.item_semantic_ids, np.int64)
+        self.cluster_of_prefix = _key_table(prefix_keys(codes, level), item_clusters[:-1])
+        self.top_cluster_of_code = _key_table(codes[:, 0], top_clusters[:-1])
 
         def cgae(num_ids, clusters, num_clusters, offset, name):
             return ClusterGatedEmbedding(
@@ -117,6 +143,16 @@ class AktRecModel(CtrRanker):
     def user_embedding(self, user_indices, features) -> tf.Tensor:
         return self._user_components(user_indices).embedding
 
+    def _new_item_clusters(self, features, items):
+        """(CGAE cluster [B], top-level cluster [B], whether to use them [B]) for default-ID candidates
+        whose semantic ID is given (ctr_spec.ITEM_SEMANTIC_ID) and falls in a known cluster."""
+        codes = tf.cast(features[ctr_spec.ITEM_SEMANTIC_ID], tf.int64)[:, :self.cluster_level]
+        given = tf.reduce_all(codes >= 0, axis=-1)
+        clusters = self.cluster_of_prefix.lookup(prefix_keys(tf.maximum(codes, 0), self.cluster_level))
+        tops = self.top_cluster_of_code.lookup(tf.maximum(codes[:, 0], 0))
+        use = tf.equal(items, self.default_item) & given & (clusters >= 0) & self.akt.use_cluster_embedding
+        return tf.maximum(clusters, 0), tf.maximum(tops, 0), use
+
     def _catalogue(self) -> tf.Tensor:
         """[I + 1, d] every item's representation (CGAE embedding + language-model projection), the
         default ID's last."""
@@ -130,6 +166,12 @@ class AktRecModel(CtrRanker):
         items, history = features[ITEM_INDEX], features[HISTORY]
         user = self.user_embedding(features[USER_INDEX], features)
         candidate = tf.gather(catalogue, items)
+        top = tf.gather(self.item_top_cluster, items)
+        if ctr_spec.ITEM_SEMANTIC_ID in features and self.akt.use_cluster_embedding:
+            clusters, tops, use = self._new_item_clusters(features, items)
+            cluster_embedding = tf.cast(self.item_ids.cluster_embedding(clusters), candidate.dtype)
+            candidate = tf.where(use[:, tf.newaxis], cluster_embedding, candidate)
+            top = tf.where(use, tops, top)
         history_embeddings = tf.gather(catalogue, tf.maximum(history, 0))
         valid = history != PAD_ITEM
         common = [user, side["user"]]
@@ -139,7 +181,6 @@ class AktRecModel(CtrRanker):
             instance = self.instance_projection(
                 tf.concat(common + [candidate, side["item"], side["activity"], pooled], axis=-1))
         if self.akt.use_cluster_view:
-            top = tf.gather(self.item_top_cluster, items)
             cluster_means, _ = _segment_mean(catalogue, self.item_top_cluster, self.num_top_clusters,
                                              tf.ones([self.ctr_inputs.num_items + 1], tf.bool))
             cluster_item = tf.gather(cluster_means, top)

@@ -5,7 +5,10 @@ The SavedModel's `serving_default` (also named `score`) takes
 - `history` string [B, L], the user's clicked items, most recent first; unknown IDs and "" are
   ignored and only the CTR samples' max_history most recent known items count,
 - `candidate_ids` string [B, C]; an unknown candidate scores through the learned default item,
-and returns `probabilities` float [B, C]. Everything else an impression carries (user attributes,
+and returns `probabilities` float [B, C]. `score_new_items` takes `candidate_semantic_ids` int64
+[B, C, levels] too (the RQ-VAE codes of the candidates, -1 where unknown): AKT-Rec scores an
+unknown candidate whose cluster it knows through that cluster's embedding; the other rankers, and
+known candidates, ignore them. Everything else an impression carries (user attributes,
 item genres and year, semantic clusters, activity buckets of the training impressions, the user's
 training impressions in the candidate's cluster) is looked up in tables inside the graph
 (`ImpressionTables`), so the request needs nothing the CTR samples did not have. The model holds
@@ -26,6 +29,8 @@ from tfrs_llmrec.serving.export import (CANDIDATE_IDS, HISTORY_IDS, SCORE_SIGNAT
                                         _lookup_table, save_atomically)
 
 PROBABILITIES = "probabilities"
+CANDIDATE_SEMANTIC_IDS = "candidate_semantic_ids"
+NEW_ITEMS_SIGNATURE = "score_new_items"
 
 
 def _with_unknown_row(table: np.ndarray) -> np.ndarray:
@@ -105,9 +110,14 @@ class ImpressionTables(tf.Module):
         }
 
 
-def candidate_logits(model, tables: ImpressionTables, users, history, candidates) -> tf.Tensor:
-    """[B, C] click logits of a ranker for each user's candidates (indices; -1 unknown)."""
-    logits = model.predict_logits(tables(users, history, candidates))
+def candidate_logits(model, tables: ImpressionTables, users, history, candidates, semantic_ids=None) -> tf.Tensor:
+    """[B, C] click logits of a ranker for each user's candidates (indices; -1 unknown), optionally
+    with the candidates' semantic IDs [B, C, levels] (-1 where not known)."""
+    features = tables(users, history, candidates)
+    if semantic_ids is not None:
+        semantic_ids = tf.cast(semantic_ids, tf.int64)
+        features[ctr_spec.ITEM_SEMANTIC_ID] = tf.reshape(semantic_ids, [-1, tf.shape(semantic_ids)[-1]])
+    logits = model.predict_logits(features)
     return tf.reshape(logits, tf.shape(candidates))
 
 
@@ -120,22 +130,31 @@ class RankingModule(tf.Module):
         self.history = HistoryLookup(item_ids, max_history)
         self.items = self.history.items
         self.users = _lookup_table(user_ids)
-        self.score = tf.function(self._score, input_signature=(
-            tf.TensorSpec([None], tf.string, name=USER_ID), tf.TensorSpec([None, None], tf.string, name=HISTORY_IDS),
-            tf.TensorSpec([None, None], tf.string, name=CANDIDATE_IDS)))
+        request = (tf.TensorSpec([None], tf.string, name=USER_ID),
+                   tf.TensorSpec([None, None], tf.string, name=HISTORY_IDS),
+                   tf.TensorSpec([None, None], tf.string, name=CANDIDATE_IDS))
+        self.score = tf.function(self._score, input_signature=request)
+        self.score_new_items = tf.function(self._score_new_items, input_signature=request + (
+            tf.TensorSpec([None, None, None], tf.int64, name=CANDIDATE_SEMANTIC_IDS),))
 
-    def _score(self, user_id, history, candidate_ids):
+    def _score(self, user_id, history, candidate_ids, semantic_ids=None):
         tf.debugging.assert_equal(tf.shape(candidate_ids)[0], tf.shape(user_id)[0],
                                   message="candidate_ids must have one row per user_id")
         history_indices = self.history.recent(history)[0]
         logits = candidate_logits(self.model, self.tables, self.users.lookup(user_id), history_indices,
-                                  self.items.lookup(candidate_ids))
+                                  self.items.lookup(candidate_ids), semantic_ids)
         return {PROBABILITIES: tf.sigmoid(logits)}
+
+    def _score_new_items(self, user_id, history, candidate_ids, candidate_semantic_ids):
+        tf.debugging.assert_equal(tf.shape(candidate_semantic_ids)[:2], tf.shape(candidate_ids),
+                                  message="candidate_semantic_ids must have one row of codes per candidate")
+        return self._score(user_id, history, candidate_ids, candidate_semantic_ids)
 
 
 def save_ranking_model(model, tables: ImpressionTables, item_ids: Sequence[str], user_ids: Sequence[str],
                        max_history: int, path: Path) -> Path:
     """Saves the ranker's scoring SavedModel (module docstring) atomically."""
     module = RankingModule(model, tables, item_ids, user_ids, max_history)
-    return save_atomically(module, Path(path), {"serving_default": module.score, SCORE_SIGNATURE: module.score})
+    return save_atomically(module, Path(path), {"serving_default": module.score, SCORE_SIGNATURE: module.score,
+                                                NEW_ITEMS_SIGNATURE: module.score_new_items})
 

@@ -31,7 +31,12 @@ def main(argv) -> int:
 
     serving = tf.saved_model.load(args.saved_model_dir).signatures[args.signature]
     with np.load(args.inputs, allow_pickle=False) as inputs:
-        outputs = serving(**{name: tf.constant(inputs[name]) for name in inputs.files})
+        try:
+            outputs = serving(**{name: tf.constant(inputs[name]) for name in inputs.files})
+        except tf.errors.OpError as error:
+            # One line, last on stderr: what the model says is wrong with the request.
+            print(f"error: {error.message.strip().splitlines()[0]}", file=sys.stderr)
+            return 1
     arrays = {}
     for name, tensor in outputs.items():
         value = tensor.numpy()
