@@ -16,6 +16,18 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
+def request_error(message: str) -> str:
+    """The line of a TF error that says what is wrong (an assertion's message, or the error's own
+    line), without the graph-execution preamble and the node trace."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if "assertion failed" in line:
+            return line
+    kept = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node", "File ",
+                                                           "[[", "[Op:"))]
+    return (kept or lines or [message])[0]
+
+
 def main(argv) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("saved_model_dir")
@@ -35,7 +47,7 @@ def main(argv) -> int:
             outputs = serving(**{name: tf.constant(inputs[name]) for name in inputs.files})
         except tf.errors.OpError as error:
             # One line, last on stderr: what the model says is wrong with the request.
-            print(f"error: {error.message.strip().splitlines()[0]}", file=sys.stderr)
+            print(f"error: {request_error(error.message)}", file=sys.stderr)
             return 1
     arrays = {}
     for name, tensor in outputs.items():
