@@ -54,7 +54,7 @@ def test_run_produces_every_artefact(finished_run, llmrec_cmd, subprocess_env):
     tmp_path, config = finished_run
     result = run_llmrec(llmrec_cmd, subprocess_env, "run", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "stages data, features, train, evaluate, export, report completed" in result.stdout
+    assert "stages data, features, ctr, train, evaluate, export, report completed" in result.stdout
     run_dir = tmp_path / "runs" / "e2e"
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
