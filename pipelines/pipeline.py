@@ -84,6 +84,11 @@ def layout(config: ExperimentConfig, pipeline_root=None, metadata_path=None, ser
 
 
 def _check(config: ExperimentConfig) -> None:
+    from tfrs_llmrec.models import is_ranker
+
+    if is_ranker(config.model.name):
+        raise ConfigError("<config>", "model.name", f"{config.model.name} is a CTR ranker; the pipeline trains, "
+                          "indexes and pushes retrievers (run rankers with `llmrec run`)")
     k = int(config.pipeline.metric.partition("@")[2])
     if k not in config.eval.ks:
         raise ConfigError("<config>", "pipeline.metric",

@@ -66,6 +66,11 @@ def test_the_gate_metric_must_be_evaluated(tmp_path, repo_root):
         compile_config(tmp_path, repo_root, "demo.yaml", "eval.ks=[10]")
 
 
+def test_a_ranker_config_is_refused_naming_the_model(tmp_path, repo_root):
+    with pytest.raises(ConfigError, match=r"model\.name: din is a CTR ranker"):
+        compile_config(tmp_path, repo_root, "ml100k_din.yaml")
+
+
 def test_image_defaults_to_the_config(tmp_path, repo_root):
     _, _, spec = compile_config(tmp_path, repo_root, "demo.yaml", "pipeline.image=llmrec:from-config", image=None)
     images = {executor["container"]["image"] for executor in spec.deployment_spec["executors"].values()
