@@ -29,12 +29,9 @@ import datetime
 import json
 import logging
 import math
-import os
 import re
 import shutil
-import socket
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -42,12 +39,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
-from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
-from beam_jobs.ingest import (BAD_ROW_SAMPLES, OWNER_FILE, PARTIAL_MARKER, SUMMARY_FILE, _quiet_data_error_tracebacks,
-                              pipeline_options, publish, remove_stale_partials, shard_of, top_fraction_flags,
-                              write_shards)
+from beam_jobs.ingest import (BAD_ROW_SAMPLES, OWNER_FILE, SUMMARY_FILE, new_partial, publish, remove_stale_partials,
+                              run_pipeline, shard_of, top_fraction_flags, write_shards)
 from tfrs_llmrec.assets import AssetNotFound, movielens_100k_dir
 from tfrs_llmrec.config.loader import to_dict
 from tfrs_llmrec.config.schema import ExperimentConfig
@@ -55,7 +50,7 @@ from tfrs_llmrec.data import ctr_spec, records, spec
 from tfrs_llmrec.data.adapters import RowProblem, Table
 from tfrs_llmrec.data.ctr import ctr_config_hash, ctr_samples_dir, features_config_hash
 from tfrs_llmrec.data.dataset import PreparedDataset
-from tfrs_llmrec.data.errors import DataError, find_data_error
+from tfrs_llmrec.data.errors import DataError
 from tfrs_llmrec.data.features import SemanticFeatures
 
 log = logging.getLogger("beam_jobs.ctr")
@@ -563,22 +558,10 @@ def run_ctr_samples(config: ExperimentConfig, dataset_dir: PathLike, features_di
 
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(target)
-    partial = target.with_name(f"{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex[:12]}")
-    partial.mkdir()
+    partial = new_partial(target)
     try:
-        (partial / OWNER_FILE).write_text(json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}), encoding="utf-8")
-        options = pipeline_options(pipeline_args)
-        log.info("running the CTR samples pipeline (runner %s) into %s", options.view_as(StandardOptions).runner,
-                 partial)
-        try:
-            with _quiet_data_error_tracebacks(), beam.Pipeline(options=options) as pipeline:
-                build_pipeline(pipeline, dataset, config, users, items, clusters, str(partial))
-        except Exception as error:
-            found = find_data_error(error)
-            if found is not None:
-                raise found from None
-            raise
+        run_pipeline(pipeline_args, "CTR samples", partial,
+                     lambda pipeline: build_pipeline(pipeline, dataset, config, users, items, clusters, str(partial)))
         summary = json.loads((partial / SUMMARY_FILE).read_text(encoding="utf-8"))
         stats = _build_stats(summary, config, users, digest, dataset.num_items, time.perf_counter() - started)
         _log_summary(stats)

@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -33,7 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference  # noqa: E402
 
-from beam_jobs.ingest import (OWNER_FILE, PARTIAL_MARKER, pipeline_options, publish,  # noqa: E402
+from beam_jobs.ingest import (OWNER_FILE, new_partial, pipeline_options, publish,  # noqa: E402
                                remove_stale_partials, write_shards)
 from tfrs_llmrec.config import config_hash, to_dict  # noqa: E402
 from tfrs_llmrec.config.schema import EncoderConfig, FeaturesConfig  # noqa: E402
@@ -276,9 +274,7 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(target)
-    partial = target.with_name(f"{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex[:12]}")
-    partial.mkdir()
-    (partial / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "started": time.time()}), encoding="utf-8")
+    partial = new_partial(target)
     num_shards = int(dataset.manifest["data_config"]["num_shards"])
     cache_dir = Path(features.llm.cache_dir) if features.llm.cache_dir else dataset.root.parent.parent / "llm_cache"
     timings: Dict[str, float] = {}

@@ -31,7 +31,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -545,6 +545,34 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def new_partial(target: Path) -> Path:
+    """A fresh `<target>.partial-<id>/` directory, marked as this process's (see remove_stale_partials)."""
+    partial = target.with_name(f"{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex[:12]}")
+    partial.mkdir()
+    try:
+        (partial / OWNER_FILE).write_text(json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return partial
+
+
+def run_pipeline(pipeline_args: Sequence[str], what: str, partial: Path, build: Callable[[Any], None]) -> None:
+    """Runs the Beam pipeline that `build(pipeline)` fills, writing into `partial`; a DataError raised
+    inside a worker comes out as itself (its file and line), not wrapped in Beam's error."""
+    options = pipeline_options(pipeline_args)
+    log.info("running the %s pipeline (runner %s) into %s", what, options.view_as(StandardOptions).runner, partial)
+    try:
+        with _quiet_data_error_tracebacks(), beam.Pipeline(options=options) as pipeline:
+            build(pipeline)
+    except Exception as error:
+        found = find_data_error(error)
+        if found is not None:
+            raise found from None
+        raise
+
+
 def remove_stale_partials(target: Path) -> None:
     """Removes partial builds of `target` whose process is gone (killed runs)."""
     for partial in sorted(target.parent.glob(f"{target.name}{PARTIAL_MARKER}*")):
@@ -683,22 +711,10 @@ def run_ingestion(data_config: DataConfig, output_dir: Path, seed: int, pipeline
     for source in sources:
         log.info("input %s (%s)", source["path"], describe_bytes(source["size"]))
 
-    partial = target.with_name(f"{target.name}{PARTIAL_MARKER}{uuid.uuid4().hex[:12]}")
-    partial.mkdir()
+    partial = new_partial(target)
     try:
-        (partial / OWNER_FILE).write_text(json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}), encoding="utf-8")
-        options = pipeline_options(pipeline_args)
-        log.info("running the ingestion pipeline (runner %s) into %s", options.view_as(StandardOptions).runner,
-                 partial)
-        try:
-            with _quiet_data_error_tracebacks(), beam.Pipeline(options=options) as pipeline:
-                build_pipeline(pipeline, adapter, data_config, str(partial))
-        except Exception as error:
-            found = find_data_error(error)
-            if found is not None:
-                raise found from None
-            raise
+        run_pipeline(pipeline_args, "ingestion", partial,
+                     lambda pipeline: build_pipeline(pipeline, adapter, data_config, str(partial)))
         summary = json.loads((partial / SUMMARY_FILE).read_text(encoding="utf-8"))
         stats = _build_stats(summary, data_config, digest, time.perf_counter() - started)
         _log_summary(stats, summary)

@@ -2,12 +2,10 @@
 shared core, AUC/GAUC by group, gate reports, the scoring export and the retrieval-then-ranking
 cascade behind a two-tower run."""
 
-import json
-import subprocess
-
 import pytest
 
 from tests.cli.test_run_end_to_end import write_clustered_log, write_config
+from tests.cli.test_run_semantic_models import read, run_llmrec
 
 RANKER = ["--set", "train.epochs=2", "--set", "train.monitor=gauc", "--set", "ctr.max_history=6",
           "--set", "model.ranking.embedding_dim=8", "--set", "model.ranking.mlp_units=[32,16]",
@@ -20,14 +18,6 @@ def experiment(tmp_path_factory):
     data = tmp_path / "log.csv"
     write_clustered_log(data)
     return tmp_path, write_config(tmp_path, data)
-
-
-def run_llmrec(llmrec_cmd, env, *args):
-    return subprocess.run(llmrec_cmd + list(args), capture_output=True, text=True, env=env, timeout=900)
-
-
-def read(path):
-    return json.loads(path.read_text())
 
 
 def test_din_trains_on_ctr_samples_and_exports_a_scoring_model(experiment, llmrec_cmd, subprocess_env):
