@@ -266,6 +266,8 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
     `features_dir`); returns their directory."""
     from tfrs_llmrec.encoders import build_encoder
     from tfrs_llmrec.semantic_ids import fit_semantic_ids, fit_user_semantic_ids, save_quantizer
+    from tfrs_llmrec.semantic_ids.collaborative import (cluster_pair_agreement, co_occurrence_pairs,
+                                                        collaborative_projection, held_out_pairs)
 
     started = time.perf_counter()
     target = features_dir(dataset, features, output_dir)
@@ -298,7 +300,19 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
 
     phase = time.perf_counter()
     sid_vectors = vectors[sid_source] if sid_source in vectors else vectors[METADATA]
+    train_timelines = dataset.split_items("train")
+    pairs = co_occurrence_pairs(train_timelines.indptr, train_timelines.indices)
+    collaborative_report = None
+    if features.semantic_ids.collaborative.enabled:
+        projection = collaborative_projection(sid_vectors, pairs, features.semantic_ids.collaborative, seed)
+        sid_vectors, collaborative_report = projection.vectors, projection.stats
+        log.info("collaborative projection on %d co-occurrence pairs: held-out pair cosine %.3f -> %.3f",
+                 len(pairs), collaborative_report["held_out_pair_cosine"]["before"],
+                 collaborative_report["held_out_pair_cosine"]["after"])
     item_sids = fit_semantic_ids(sid_vectors, features.semantic_ids, seed=seed)
+    # What the top-level clusters capture of co-occurrence (on the pairs the projection never saw).
+    item_sids.stats["top_level_pair_agreement"] = cluster_pair_agreement(item_sids.codes[:, 0],
+                                                                         held_out_pairs(pairs, seed)[1])
     user_sids = fit_user_semantic_ids(users, features.semantic_ids, seed=seed)
     save_quantizer(item_sids.model, partial / "rqvae_items")
     save_quantizer(user_sids.model, partial / "rqvae_users")
@@ -333,6 +347,7 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
         "encoder": encoder.identity, "dimension": int(encoder.dimension), "sid_source": sid_source,
         "item_sid_levels": int(item_sids.codes.shape[1]), "user_sid_levels": int(user_sids.codes.shape[1]),
         "item_semantic_ids": _json_safe(item_sids.stats), "user_semantic_ids": _json_safe(user_sids.stats),
+        "collaborative_projection": _json_safe(collaborative_report),
         "llm": {"motivations": motivation_report, "interests": interest_report,
                 "max_interests": features.llm.max_interests},
         "num_items": dataset.num_items, "num_users": dataset.num_users, "num_shards": num_shards,

@@ -121,3 +121,26 @@ def test_llm_backend_adds_motivations_and_shared_interests(prepared, tmp_path, m
     assert (features.user_num_interests == 2).all()
     assert requests_first_run == dataset.num_items + interests["typical_users"]
     np.testing.assert_allclose(np.linalg.norm(features.user_interests[:, :2], axis=-1), 1.0, rtol=1e-5)
+
+
+def test_collaborative_projection_moves_the_item_codes_and_is_reported(prepared):
+    from dataclasses import replace
+
+    from tfrs_llmrec.config.schema import CollaborativeProjectionConfig
+
+    config, dataset = prepared
+    plain = run_features(config.features, dataset, seed=0)
+    semantic_ids = replace(config.features.semantic_ids, collaborative=CollaborativeProjectionConfig(
+        enabled=True, epochs=30, batch_size=4, learning_rate=0.05))
+    collaborative = run_features(replace(config.features, semantic_ids=semantic_ids), dataset, seed=0)
+    assert collaborative != plain  # another features config, another directory
+    manifests = [json.loads((root / "manifest.json").read_text()) for root in (plain, collaborative)]
+    assert manifests[0]["collaborative_projection"] is None
+    report = manifests[1]["collaborative_projection"]
+    assert report["pairs"] > 0 and len(report["loss_per_epoch"]) == 30
+    for manifest in manifests:
+        assert set(manifest["item_semantic_ids"]["top_level_pair_agreement"]) == {"same_cluster", "random_baseline"}
+    # The item codes come from the projected vectors; the stored LM vectors stay the encoder's.
+    plain_features, collaborative_features = SemanticFeatures.open(plain), SemanticFeatures.open(collaborative)
+    np.testing.assert_array_equal(plain_features.item_vectors["metadata"], collaborative_features.item_vectors["metadata"])
+    assert not np.array_equal(plain_features.item_semantic_ids, collaborative_features.item_semantic_ids)

@@ -361,6 +361,19 @@ class LLMConfig:
 
 
 @dataclass
+class CollaborativeProjectionConfig:
+    """AKT-Rec's collaborative-aware item vectors (its Eq. 1): an identity-initialised linear map of
+    the LM vectors trained with InfoNCE on items consecutive in users' training timelines, applied
+    before the item RQ-VAE (tfrs_llmrec.semantic_ids.collaborative)."""
+
+    enabled: bool = False
+    epochs: int = _bounded(10, low=1)
+    batch_size: int = _bounded(1024, low=2)
+    learning_rate: float = _bounded(1e-3, low=0.0)
+    temperature: float = _bounded(0.1, low=1e-6)
+
+
+@dataclass
 class SemanticIdConfig:
     """RQ-VAE semantic IDs over item (and user) semantic vectors."""
 
@@ -377,6 +390,7 @@ class SemanticIdConfig:
     dead_code_reset: bool = True
     # "clusters": similar items may share a code (AKT-Rec); "unique": a last level disambiguates.
     mode: Literal["clusters", "unique"] = "clusters"
+    collaborative: CollaborativeProjectionConfig = field(default_factory=CollaborativeProjectionConfig)
 
 
 @dataclass
