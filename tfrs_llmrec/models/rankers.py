@@ -10,6 +10,7 @@ an MLP, or an MMoE whose second task regresses the rating on sources with rating
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -73,7 +74,7 @@ class DeepHead(tf.keras.layers.Layer):
         return tf.squeeze(self.output_layer(outputs), axis=-1)
 
 
-class CtrRanker(TrainableModel):
+class CtrRanker(TrainableModel, metaclass=abc.ABCMeta):
     """Base of the rankers: `task_outputs(features)` gives {"click": logits [B] (, "rating": [B])};
     `compute_loss` is the CTR task plus `auxiliary_losses` (embedding L2 here)."""
 
@@ -122,11 +123,13 @@ class CtrRanker(TrainableModel):
 
     # ------------------------------------------------------------------ representations
 
+    @abc.abstractmethod
     def user_embedding(self, user_indices, features) -> tf.Tensor:
-        raise NotImplementedError
+        """[B, d] the users' ID representations (index num_users is the default user)."""
 
+    @abc.abstractmethod
     def item_id_embedding(self, item_indices) -> tf.Tensor:
-        raise NotImplementedError
+        """[..., d] the items' ID representations (index num_items is the default item)."""
 
     def item_embedding(self, item_indices) -> tf.Tensor:
         """[..., d] an item: its ID embedding plus its projected language-model vector."""
