@@ -41,8 +41,8 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.pvalue import AsList, AsSingleton, TaggedOutput
 
-from beam_jobs.ingest import (BAD_ROW_SAMPLES, OWNER_FILE, SUMMARY_FILE, new_partial, publish, remove_stale_partials,
-                              run_pipeline, shard_of, top_fraction_flags, write_shards)
+from beam_jobs.ingest import (BAD_ROW_SAMPLES, SUMMARY_FILE, WriteJson, files_with_sizes, new_partial, publish_build,
+                              remove_stale_partials, run_pipeline, shard_of, top_fraction_flags, write_shards)
 from tfrs_llmrec.assets import AssetNotFound, movielens_100k_dir
 from tfrs_llmrec.config.loader import to_dict
 from tfrs_llmrec.config.schema import ExperimentConfig
@@ -364,11 +364,6 @@ def _summarize(_, has_ratings, popularity, item_train_impressions, user_counts, 
     }
 
 
-def _write_json(payload, path: str) -> None:
-    with tf.io.gfile.GFile(path, "w") as handle:
-        handle.write(json.dumps(payload))
-
-
 def build_pipeline(pipeline, dataset: PreparedDataset, config: ExperimentConfig, users: UserAttributes,
                    items: ItemAttributes, clusters: np.ndarray, root: str) -> None:
     """Adds the CTR transforms to `pipeline`; outputs land under `root`."""
@@ -407,7 +402,7 @@ def build_pipeline(pipeline, dataset: PreparedDataset, config: ExperimentConfig,
                                item_train_impressions=AsSingleton(item_train_impressions),
                                user_counts=AsList(examples[_BuildExamples.USER_COUNTS]),
                                shard_files=AsList(shard_files), num_users=dataset.num_users)
-     | "WriteSummary" >> beam.Map(_write_json, f"{root}/{SUMMARY_FILE}"))
+     | "WriteSummary" >> beam.ParDo(WriteJson(f"{root}/{SUMMARY_FILE}")))
 
 
 # ---------------------------------------------------------------- the driver
@@ -497,10 +492,7 @@ def _build_stats(summary: dict, config: ExperimentConfig, users: UserAttributes,
 def _manifest(root: Path, summary: dict, stats: dict, config: ExperimentConfig, digest: str, dataset: PreparedDataset,
               features_dir: Path, features_manifest: dict, users: UserAttributes, user_path: Optional[str],
               items: ItemAttributes) -> dict:
-    files = {}
-    for path in sorted(root.rglob("*.tfrecord")):
-        relative = path.relative_to(root).as_posix()
-        files[relative] = {"size": path.stat().st_size, "records": summary["files"][relative]}
+    files = files_with_sizes(root, summary["files"])
     return {
         "config_hash": digest,
         "ctr_config": to_dict(config.ctr),
@@ -567,13 +559,8 @@ def run_ctr_samples(config: ExperimentConfig, dataset_dir: PathLike, features_di
         _log_summary(stats)
         if stats["impressions"]["train"] == 0:
             raise DataError(dataset_dir, "no training impressions")
-        (partial / SUMMARY_FILE).unlink()
-        (partial / OWNER_FILE).unlink()
-        (partial / spec.STATS_FILE).write_text(json.dumps(stats), encoding="utf-8")
-        manifest = _manifest(partial, summary, stats, config, digest, dataset, features_dir, features_manifest,
-                             users, user_path, items)
-        (partial / spec.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        published = publish(partial, target, force)
+        published = publish_build(partial, target, force, stats, lambda: _manifest(
+            partial, summary, stats, config, digest, dataset, features_dir, features_manifest, users, user_path, items))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -390,7 +390,9 @@ def _summarize(_, counts, bad_reasons, bad_samples, duplicates, kcore_rounds, us
     }
 
 
-class _WriteJson(beam.DoFn):
+class WriteJson(beam.DoFn):
+    """Writes its one input as JSON to `path` (the pipeline's summary for the driver)."""
+
     def __init__(self, path: str):
         self._path = path
 
@@ -501,7 +503,7 @@ def build_pipeline(pipeline, adapter: SourceAdapter, config: DataConfig, root: s
             user_counts=AsList(examples[_BuildExamples.USER_COUNTS]),
             item_train_counts=AsSingleton(item_train_counts), shard_files=AsList(shard_files),
             without_text=AsSingleton(without_text))
-     | "WriteSummary" >> beam.ParDo(_WriteJson(f"{root}/{SUMMARY_FILE}")))
+     | "WriteSummary" >> beam.ParDo(WriteJson(f"{root}/{SUMMARY_FILE}")))
 
 
 # ---------------------------------------------------------------- the driver
@@ -593,7 +595,8 @@ def remove_stale_partials(target: Path) -> None:
             log.warning("another ingestion seems to be building %s (%s); building separately", target, partial)
 
 
-def _files_with_sizes(root: Path, record_counts: Dict[str, int]) -> Dict[str, dict]:
+def files_with_sizes(root: Path, record_counts: Dict[str, int]) -> Dict[str, dict]:
+    """Every output file under `root` with its size, and its record count where known (manifests)."""
     files = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
@@ -678,6 +681,16 @@ def _check_outcome(summary: dict, stats: dict, config: DataConfig, adapter: Sour
                                      f"min_rating={config.min_rating}, k_core={config.k_core})")
 
 
+def publish_build(partial: Path, target: Path, force: bool, stats: dict, manifest_of: Callable[[], dict]) -> Path:
+    """Publishes a partial build whose pipeline has finished: the driver's scratch files go,
+    stats.json is written, then the manifest (it lists the files, so it comes last), then the rename."""
+    (partial / SUMMARY_FILE).unlink()
+    (partial / OWNER_FILE).unlink()
+    (partial / spec.STATS_FILE).write_text(json.dumps(stats), encoding="utf-8")
+    (partial / spec.MANIFEST_FILE).write_text(json.dumps(manifest_of(), indent=1), encoding="utf-8")
+    return publish(partial, target, force)
+
+
 def publish(partial: Path, target: Path, force: bool) -> Path:
     if target.exists():
         if (target / spec.MANIFEST_FILE).is_file() and not force:
@@ -719,12 +732,8 @@ def run_ingestion(data_config: DataConfig, output_dir: Path, seed: int, pipeline
         stats = _build_stats(summary, data_config, digest, time.perf_counter() - started)
         _log_summary(stats, summary)
         _check_outcome(summary, stats, data_config, adapter)
-        (partial / SUMMARY_FILE).unlink()
-        (partial / OWNER_FILE).unlink()
-        (partial / spec.STATS_FILE).write_text(json.dumps(stats), encoding="utf-8")
-        manifest = _manifest(partial, summary, stats, data_config, digest, seed, sources)
-        (partial / spec.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        published = publish(partial, target, force)
+        published = publish_build(partial, target, force, stats,
+                                  lambda: _manifest(partial, summary, stats, data_config, digest, seed, sources))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -734,7 +743,7 @@ def run_ingestion(data_config: DataConfig, output_dir: Path, seed: int, pipeline
 
 def _manifest(root: Path, summary: dict, stats: dict, config: DataConfig, digest: str, seed: int,
               sources: List[dict]) -> dict:
-    files = _files_with_sizes(root, summary["files"])
+    files = files_with_sizes(root, summary["files"])
     shards = {name: sorted(path for path in files if path.startswith(f"{directory}/") and path.endswith(".tfrecord"))
               for name, directory in [(split, spec.split_dir(split)) for split in spec.SPLITS]
               + [("items", spec.ITEMS_DIR), ("users", spec.USERS_DIR)]}
