@@ -88,8 +88,7 @@ def diagnostics_by_bucket(model, ctr: CtrDataset, split: str) -> dict:
         sums = np.bincount(items, weights=per_example, minlength=len(popularity))
         counts = np.bincount(items, minlength=len(popularity))
         seen = counts > 0
-        item_means = np.where(seen, sums / np.maximum(counts, 1), np.nan)
-        buckets = mean_by_popularity_bucket(np.where(seen, item_means, 0.0)[seen], popularity[seen], f"mean_{name}")
+        buckets = mean_by_popularity_bucket(sums[seen] / counts[seen], popularity[seen], f"mean_{name}")
         report[f"{name}_by_popularity_bucket"] = buckets
         report[f"{name}_by_user_activity"] = {"active": float(per_example[active].mean()) if active.any() else None,
                                               "inactive": float(per_example[~active].mean()) if (~active).any()
