@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_llmrec.layers.mlp import MLP
+from tfrs_llmrec.layers.initializers import embedding_uniform
 
 
 class ClusterGatedOutput(NamedTuple):
@@ -35,11 +36,6 @@ class ClusterGatedOutput(NamedTuple):
     gate: tf.Tensor
     cluster: Optional[tf.Tensor]
     individual: Optional[tf.Tensor]
-
-
-def _embedding_initializer(seed: Optional[int], offset: int):
-    # Keras' default embedding initialiser, seeded when asked.
-    return "uniform" if seed is None else tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + offset)
 
 
 class ClusterGatedEmbedding(tf.keras.layers.Layer):
@@ -98,11 +94,11 @@ class ClusterGatedEmbedding(tf.keras.layers.Layer):
             raise ValueError(f"the gate needs activity_buckets, each at least 1, got {self.activity_buckets}")
 
         self.individual_embedding = (
-            tf.keras.layers.Embedding(self.num_ids, self.dim, embeddings_initializer=_embedding_initializer(seed, 0),
+            tf.keras.layers.Embedding(self.num_ids, self.dim, embeddings_initializer=embedding_uniform(seed, 0),
                                       name="individual_embedding") if self.use_individual else None)
         if self.use_cluster:
             self.cluster_embedding = tf.keras.layers.Embedding(
-                self.num_clusters, self.dim, embeddings_initializer=_embedding_initializer(seed, 1),
+                self.num_clusters, self.dim, embeddings_initializer=embedding_uniform(seed, 1),
                 name="cluster_embedding")
             self._cluster_table = tf.constant(self.cluster_of_id, tf.int32)
         else:
@@ -112,7 +108,7 @@ class ClusterGatedEmbedding(tf.keras.layers.Layer):
             self._activity_offsets = tf.constant(np.cumsum([0] + self.activity_buckets[:-1]), tf.int32)
             self._activity_max = tf.constant(self.activity_buckets, tf.int32) - 1
             self.activity_embedding = tf.keras.layers.Embedding(
-                sum(self.activity_buckets), self.activity_dim, embeddings_initializer=_embedding_initializer(seed, 2),
+                sum(self.activity_buckets), self.activity_dim, embeddings_initializer=embedding_uniform(seed, 2),
                 name="activity_embedding")
             self.gate = MLP(self.gate_units, 1, gate_activation, seed=None if seed is None else seed + 3, name="gate")
         else:

@@ -12,12 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_llmrec.data import ctr_spec
+from tfrs_llmrec.layers.initializers import embedding_uniform, glorot
 
 
 def _embedding(size: int, dim: int, seed: Optional[int], offset: int, name: str) -> tf.keras.layers.Embedding:
-    initializer = ("uniform" if seed is None else
-                   tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + offset))
-    return tf.keras.layers.Embedding(max(int(size), 1), dim, embeddings_initializer=initializer, name=name)
+    return tf.keras.layers.Embedding(max(int(size), 1), dim, embeddings_initializer=embedding_uniform(seed, offset),
+                                     name=name)
 
 
 class ImpressionSideFeatures(tf.keras.layers.Layer):
@@ -52,7 +52,7 @@ class ImpressionSideFeatures(tf.keras.layers.Layer):
                                                 initializer=tf.keras.initializers.Constant(vectors), trainable=False)
             self.vector_projection = tf.keras.layers.Dense(
                 dim, use_bias=False, name="item_vector_projection",
-                kernel_initializer="glorot_uniform" if seed is None else tf.keras.initializers.GlorotUniform(seed + 8))
+                kernel_initializer=glorot(seed, 8))
 
     def item_vector_embedding(self, item_indices) -> Optional[tf.Tensor]:
         """[..., dim] projection of the items' language-model vectors (None without them); an index

@@ -29,10 +29,7 @@ unnormalised ones, whose norm tells how many updates an item's ID embedding has 
 from typing import Optional
 
 import tensorflow as tf
-
-
-def _initializer(seed: Optional[int], offset: int):
-    return "glorot_uniform" if seed is None else tf.keras.initializers.GlorotUniform(seed=seed + offset)
+from tfrs_llmrec.layers.initializers import glorot
 
 
 def _check_inputs(h_cf, h_sem, input_dim: Optional[int]):
@@ -55,7 +52,7 @@ class ScalarGate(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.input_dim = None if input_dim is None else int(input_dim)
         self.seed = seed
-        self.gate = tf.keras.layers.Dense(1, kernel_initializer=_initializer(seed, 0), name="gate")
+        self.gate = tf.keras.layers.Dense(1, kernel_initializer=glorot(seed, 0), name="gate")
         if self.input_dim is not None:
             self.gate.build((None, 2 * self.input_dim))
 
@@ -93,10 +90,10 @@ class TwoWeightGate(tf.keras.layers.Layer):
         self.input_dim = None if input_dim is None else int(input_dim)
         self.seed = seed
         self.gate_hidden = tf.keras.layers.Dense(self.hidden_dim, activation=activation,
-                                                 kernel_initializer=_initializer(seed, 0), name="gate_hidden")
-        self.gate_logits = tf.keras.layers.Dense(2, kernel_initializer=_initializer(seed, 1), name="gate_logits")
+                                                 kernel_initializer=glorot(seed, 0), name="gate_hidden")
+        self.gate_logits = tf.keras.layers.Dense(2, kernel_initializer=glorot(seed, 1), name="gate_logits")
         self.projection = (None if self.output_dim is None else
-                           tf.keras.layers.Dense(self.output_dim, kernel_initializer=_initializer(seed, 2),
+                           tf.keras.layers.Dense(self.output_dim, kernel_initializer=glorot(seed, 2),
                                                  name="projection"))
         if self.input_dim is not None:
             self.gate_hidden.build((None, 2 * self.input_dim))

@@ -4,6 +4,8 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from tfrs_llmrec.layers.initializers import glorot
+
 
 class MLP(tf.keras.layers.Layer):
     """With `seed`, every kernel comes from a seeded Glorot initialiser (layer i uses seed + i), so
@@ -20,8 +22,7 @@ class MLP(tf.keras.layers.Layer):
         self._layers = [
             tf.keras.layers.Dense(
                 units, activation=activation if index < len(self.hidden_dims) else None,
-                kernel_initializer=("glorot_uniform" if seed is None
-                                    else tf.keras.initializers.GlorotUniform(seed=seed + index)))
+                kernel_initializer=glorot(seed, index))
             for index, units in enumerate(sizes)]
 
     def call(self, inputs):

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from tfrs_llmrec.layers.mlp import MLP
+from tfrs_llmrec.layers.initializers import glorot
 
 
 class MMoE(tf.keras.layers.Layer):
@@ -69,8 +70,7 @@ class MMoE(tf.keras.layers.Layer):
         return None if self.seed is None else self.seed + offset
 
     def _initializer(self, offset: int):
-        return ("glorot_uniform" if self.seed is None
-                else tf.keras.initializers.GlorotUniform(seed=self.seed + offset))
+        return glorot(self.seed, offset)
 
     def call(self, inputs, return_gate_weights=False):
         inputs = tf.cast(inputs, self.compute_dtype)

@@ -17,14 +17,11 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from tfrs_llmrec.layers.activations import Dice, activation_layer
+from tfrs_llmrec.layers.initializers import glorot
 
 NORMALIZATIONS = ("none", "softmax")
 # Logit of a padded position before the softmax; finite, so an all-padding row gives no NaN.
 _MASKED_SCORE = -1e9
-
-
-def _initializer(seed: Optional[int], offset: int):
-    return "glorot_uniform" if seed is None else tf.keras.initializers.GlorotUniform(seed=seed + offset)
 
 
 class TargetAttention(tf.keras.layers.Layer):
@@ -58,12 +55,12 @@ class TargetAttention(tf.keras.layers.Layer):
         self.activation = activation
         self.normalization = normalization
         self.seed = seed
-        self.hidden_layers = [tf.keras.layers.Dense(units, kernel_initializer=_initializer(seed, index),
+        self.hidden_layers = [tf.keras.layers.Dense(units, kernel_initializer=glorot(seed, index),
                                                     name=f"hidden_{index}")
                               for index, units in enumerate(self.hidden_units)]
         self.hidden_activations = [activation_layer(activation, input_rank=3, layer_name=f"activation_{index}")
                             for index in range(len(self.hidden_units))]
-        self.score_layer = tf.keras.layers.Dense(1, kernel_initializer=_initializer(seed, len(self.hidden_units)),
+        self.score_layer = tf.keras.layers.Dense(1, kernel_initializer=glorot(seed, len(self.hidden_units)),
                                                  name="score")
 
     def call(self, query, keys, mask=None, training=None, return_weights=False):

@@ -41,6 +41,7 @@ from tfrs_llmrec.layers.target_attention import TargetAttention
 from tfrs_llmrec.losses.asymmetric_transfer import asymmetric_transfer_loss
 from tfrs_llmrec.losses.orthogonality import orthogonality_loss
 from tfrs_llmrec.models.rankers import CtrInputs, CtrRanker
+from tfrs_llmrec.layers.initializers import glorot
 
 
 def dense_clusters(semantic_ids: np.ndarray, level: int) -> Tuple[np.ndarray, int]:
@@ -118,10 +119,8 @@ class AktRecModel(CtrRanker):
         self.item_is_head = tf.constant(np.append(inputs.item_is_head, False), tf.bool)
         self.user_is_active = tf.constant(np.append(inputs.user_is_active, False), tf.bool)
         width = ranking.mlp_units[0]
-        initializer = (lambda offset: "glorot_uniform" if seed is None
-                       else tf.keras.initializers.GlorotUniform(seed=seed + offset))
-        self.instance_projection = tf.keras.layers.Dense(width, kernel_initializer=initializer(50), name="instance")
-        self.cluster_projection = tf.keras.layers.Dense(width, kernel_initializer=initializer(51), name="cluster")
+        self.instance_projection = tf.keras.layers.Dense(width, kernel_initializer=glorot(seed, 50), name="instance")
+        self.cluster_projection = tf.keras.layers.Dense(width, kernel_initializer=glorot(seed, 51), name="cluster")
         self.cluster_attention = TargetAttention(ranking.attention_units, activation=ranking.activation,
                                                  normalization=ranking.attention_normalization,
                                                  seed=None if seed is None else seed + 60)

@@ -27,6 +27,7 @@ from tfrs_llmrec.layers.pooling import MaskedMeanPooling
 from tfrs_llmrec.layers.target_attention import TargetAttention
 from tfrs_llmrec.models.base import TrainableModel
 from tfrs_llmrec.tasks.ctr import CLICK, CtrTask
+from tfrs_llmrec.layers.initializers import embedding_uniform, glorot
 
 
 @dataclass(frozen=True)
@@ -51,21 +52,17 @@ class CtrInputs:
     user_semantic_ids: Optional[np.ndarray] = None
 
 
-def _initializer(seed: Optional[int], offset: int):
-    return "glorot_uniform" if seed is None else tf.keras.initializers.GlorotUniform(seed=seed + offset)
-
-
 class DeepHead(tf.keras.layers.Layer):
     """Dense -> activation (Dice / PReLU) -> dropout per hidden layer, then one logit per row."""
 
     def __init__(self, units: Sequence[int], activation: str, dropout: float = 0.0, seed: Optional[int] = None,
                  **kwargs):
         super().__init__(**kwargs)
-        self.hidden = [tf.keras.layers.Dense(size, kernel_initializer=_initializer(seed, index))
+        self.hidden = [tf.keras.layers.Dense(size, kernel_initializer=glorot(seed, index))
                        for index, size in enumerate(units)]
         self.activations = [activation_layer(activation) for _ in units]
         self.dropout = tf.keras.layers.Dropout(dropout, seed=seed)
-        self.output_layer = tf.keras.layers.Dense(1, kernel_initializer=_initializer(seed, len(units)))
+        self.output_layer = tf.keras.layers.Dense(1, kernel_initializer=glorot(seed, len(units)))
 
     def call(self, inputs, training=False):
         outputs = inputs
@@ -202,9 +199,9 @@ class DeepInterestRanker(CtrRanker):
         dim = config.ranking.embedding_dim
         # One more row each: the default ID.
         self.user_ids = tf.keras.layers.Embedding(inputs.num_users + 1, dim, name="user_id",
-                                                  embeddings_initializer=_embedding_initializer(seed, 20))
+                                                  embeddings_initializer=embedding_uniform(seed, 20))
         self.item_ids = tf.keras.layers.Embedding(inputs.num_items + 1, dim, name="item_id",
-                                                  embeddings_initializer=_embedding_initializer(seed, 21))
+                                                  embeddings_initializer=embedding_uniform(seed, 21))
 
     def user_embedding(self, user_indices, features) -> tf.Tensor:
         return self.user_ids(user_indices)
@@ -212,10 +209,6 @@ class DeepInterestRanker(CtrRanker):
     def item_id_embedding(self, item_indices) -> tf.Tensor:
         # PAD_ITEM positions read row 0; the history mask leaves them out.
         return self.item_ids(tf.maximum(item_indices, 0))
-
-
-def _embedding_initializer(seed: Optional[int], offset: int):
-    return "uniform" if seed is None else tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + offset)
 
 
 RANKER_LAYOUTS: Dict[str, List[str]] = {"mlp_ranker": ["mean", "mlp"], "din": ["attention", "mlp"],
