@@ -18,7 +18,7 @@ only core TensorFlow ops.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -64,8 +64,10 @@ class ImpressionTables(tf.Module):
             tf.constant(cross_keys, tf.int64), tf.constant(cross_buckets, tf.int64)), default_value=0)
 
     @classmethod
-    def from_samples(cls, samples) -> "ImpressionTables":
-        """Tables of a `tfrs_llmrec.data.ctr.CtrDataset`."""
+    def from_samples(cls, samples, split_arrays: Optional[Mapping[str, Dict[str, np.ndarray]]] = None
+                     ) -> "ImpressionTables":
+        """Tables of a `tfrs_llmrec.data.ctr.CtrDataset`; `split_arrays` ({split: samples.arrays(split)})
+        spares reading the samples again when the caller has them."""
         num_users, num_items, buckets = samples.num_users, samples.num_items, samples.activity_buckets
         user_attributes = np.zeros((num_users, len(ctr_spec.USER_ATTRIBUTE_NAMES)), np.int64)
         item_genres = np.zeros((num_items, samples.max_genres), np.int64)
@@ -73,7 +75,7 @@ class ImpressionTables(tf.Module):
         item_cluster = np.zeros(num_items, np.int64)
         train = None
         for split in ("test", "valid", "train"):  # training values last: they win
-            arrays = samples.arrays(split)
+            arrays = split_arrays[split] if split_arrays is not None else samples.arrays(split)
             users, items = arrays[USER_INDEX], arrays[ITEM_INDEX]
             user_attributes[users] = arrays[ctr_spec.USER_ATTRIBUTES]
             item_genres[items] = arrays[ctr_spec.ITEM_GENRES]

@@ -49,14 +49,14 @@ def _retriever(config: ExperimentConfig, dataset_dir: Path):
     return retriever_config, model
 
 
-def _ranker_histories(ctr: CtrDataset, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """[len(users), max_history] the history of the CTR impression of each (user, item): the clicks
-    strictly before it; PAD_ITEM rows where there is none."""
-    num_items = ctr.num_items
+def _ranker_histories(split_arrays, num_items: int, max_history: int, users: np.ndarray,
+                      items: np.ndarray) -> np.ndarray:
+    """[len(users), max_history] the history of the CTR impression of each (user, item) in
+    `split_arrays` ({split: CtrDataset.arrays(split)}): the clicks strictly before it; PAD_ITEM rows
+    where there is none."""
     wanted = users.astype(np.int64) * num_items + items.astype(np.int64)
-    histories = np.full((len(users), ctr.max_history), PAD_ITEM, np.int64)
-    for split in SPLITS:
-        arrays = ctr.arrays(split)
+    histories = np.full((len(users), max_history), PAD_ITEM, np.int64)
+    for arrays in split_arrays.values():
         keys = arrays[USER_INDEX] * num_items + arrays[ITEM_INDEX]
         found = np.isin(wanted, keys)
         if found.any():
@@ -77,9 +77,10 @@ def evaluate_cascade(config: ExperimentConfig, dataset_dir, ctr_dir, ranker) -> 
     targets = load_eval_targets(dataset, split)
     query_histories, _ = dataset.query_histories(split)
     items = retriever.item_embeddings()
-    tables = ImpressionTables.from_samples(ctr)
+    split_arrays = {split: ctr.arrays(split) for split in SPLITS}
+    tables = ImpressionTables.from_samples(ctr, split_arrays)
     first_targets = targets.targets_indices[targets.targets_indptr[:-1]]
-    ranker_histories = _ranker_histories(ctr, targets.users, first_targets)
+    ranker_histories = _ranker_histories(split_arrays, ctr.num_items, ctr.max_history, targets.users, first_targets)
     score = tf.function(lambda users, history, candidates: candidate_logits(ranker, tables, users, history,
                                                                             candidates), reduce_retracing=True)
     ranks = {"retrieval": [], "reranked": []}
