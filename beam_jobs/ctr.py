@@ -539,6 +539,10 @@ def run_ctr_samples(config: ExperimentConfig, dataset_dir: PathLike, features_di
         return target
     digest = ctr_config_hash(config, features_config_hash(features_dir), user_attributes_path)
     dataset = PreparedDataset.open(dataset_dir)
+    if dataset.split_method == "users":
+        raise DataError(dataset_dir, "CTR samples re-split each user's timeline chronologically, but this dataset "
+                                     "has data.split 'users' (held-out users' inputs are in no split's records); "
+                                     "prepare one with data.split 'leave_one_out' or 'ratio' for the CTR rankers")
     clusters, features_manifest = _item_clusters(features_dir, dataset.num_items)
     table = dataset.item_table()
     items = item_attributes(table.titles, table.genres)

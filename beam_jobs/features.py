@@ -6,7 +6,8 @@ Three phases, all writing into `<target>.partial-<id>/`, renamed into place when
    LLM purchase motivations when a backend is configured), encode them with RunInference and
    write intermediate vector shards.
 2. Driver: user vectors (mean of their training items' vectors), EIMF explicit interests for
-   typical users (Affinity Propagation over users, LLM for exemplars only), RQ-VAE quantisers
+   typical users (Affinity Propagation over users; for exemplars only, the LLM, or without one
+   the k-means centroids of their items' vectors: llm.interests_source), RQ-VAE quantisers
    fitted on item and user vectors and saved. The LLM stage runs here because its concurrency,
    retries and on-disk cache are per process; the cache makes a rerun redo only what is missing.
 3. Beam: assign semantic IDs with the saved item quantiser inside a DoFn (so it scales out
@@ -183,34 +184,80 @@ def _motivations(table: ItemTable, features: FeaturesConfig, cache_dir: Path) ->
     return texts, generated.report.as_dict()
 
 
+# EIMF interests source -> the label the manifest gives it (llm.interests.source).
+INTEREST_SOURCE_LABELS = {"llm": "llm", "item_centroids": "item_centroids (no LLM)"}
+# k-means restarts per typical user for the item-centroid interests (the best inertia wins).
+CENTROID_N_INIT = 10
+
+
+def item_centroid_interests(item_vectors: np.ndarray, max_interests: int, seed: int) -> np.ndarray:
+    """One user's explicit interests without an LLM: [k, d] float32, unit rows, largest cluster first.
+
+    The user's training items' vectors (one row per interaction, so a repeated item weighs more)
+    are clustered by scikit-learn's KMeans with k = min(max_interests, distinct vectors),
+    `CENTROID_N_INIT` restarts and random_state=seed; repeated rows are passed once with their
+    count as sample weight (the same clustering, without duplicate centres). Each centroid is
+    L2-normalised; clusters are ordered by size (their interactions), ties in KMeans's label order.
+    """
+    from sklearn.cluster import KMeans
+
+    distinct, counts = np.unique(np.asarray(item_vectors, np.float64), axis=0, return_counts=True)
+    n_clusters = min(int(max_interests), len(distinct))
+    kmeans = KMeans(n_clusters=n_clusters, n_init=CENTROID_N_INIT, random_state=seed)
+    kmeans.fit(distinct, sample_weight=counts.astype(np.float64))
+    sizes = np.bincount(kmeans.labels_, weights=counts, minlength=n_clusters)
+    order = np.argsort(-sizes, kind="stable")
+    return _normalise(kmeans.cluster_centers_[order].astype(np.float32))
+
+
 def _user_interests(dataset: PreparedDataset, table: ItemTable, features: FeaturesConfig, user_vectors: np.ndarray,
-                    encoder, cache_dir: Path, seed: int) -> Tuple[np.ndarray, np.ndarray, dict]:
-    """EIMF: interests generated for typical users only, shared with their cluster."""
+                    item_vectors: np.ndarray, encoder, cache_dir: Path, seed: int
+                    ) -> Tuple[np.ndarray, np.ndarray, dict]:
+    """EIMF: interests made for typical users only (Affinity-Propagation exemplars over the users
+    with training items), shared with their cluster. `features.llm.interests_source` says how:
+    "llm" (the LLM writes them from the exemplar's training item titles, the text encoder encodes
+    them; nothing when the backend is "none") or "item_centroids" (`item_centroid_interests` of
+    the exemplar's training `item_vectors`, no LLM). The report says which source produced them."""
     max_interests = features.llm.max_interests
     dimension = user_vectors.shape[1]
     matrices = np.zeros((len(user_vectors), max_interests, dimension), np.float32)
     counts = np.zeros(len(user_vectors), np.int64)
-    if features.llm.backend == "none":
-        return matrices, counts, {"backend": "none"}
+    source = features.llm.interests_source
+    if source == "llm" and features.llm.backend == "none":
+        return matrices, counts, {"backend": "none", "source": "none"}
     from tfrs_llmrec.clustering import select_typical_users
-    from tfrs_llmrec.llm.generate import generate_user_interests
 
     active = np.flatnonzero(np.linalg.norm(user_vectors, axis=1) > 0)
     typical = select_typical_users(user_vectors[active], features.llm.ap_max_users,
                                    preference=features.llm.ap_preference, damping=features.llm.ap_damping, seed=seed)
     exemplars = active[typical.exemplar_users]
-    titles = table.titles
     train = dataset.split_items("train")
-    histories = {str(user): [titles[item] for item in train.row(user)] for user in exemplars}
-    generated = generate_user_interests(histories, features.llm, cache_dir)
-    for user in exemplars:
-        interests = (generated.get(str(user)) or [])[:max_interests]
-        if interests:
-            matrices[user, :len(interests)] = encoder.encode(interests)
+    if source == "item_centroids":
+        for user in exemplars:
+            interests = item_centroid_interests(item_vectors[train.row(user)], max_interests, seed)
+            matrices[user, :len(interests)] = interests
             counts[user] = len(interests)
+        report = {"backend": features.llm.backend, "item_vectors": METADATA, "kmeans_n_init": CENTROID_N_INIT}
+    else:
+        from tfrs_llmrec.llm.generate import generate_user_interests
+
+        titles = table.titles
+        histories = {str(user): [titles[item] for item in train.row(user)] for user in exemplars}
+        generated = generate_user_interests(histories, features.llm, cache_dir)
+        for user in exemplars:
+            interests = (generated.get(str(user)) or [])[:max_interests]
+            if interests:
+                matrices[user, :len(interests)] = encoder.encode(interests)
+                counts[user] = len(interests)
+        report = generated.report.as_dict()
     owners = exemplars[typical.assignment]
     matrices[active], counts[active] = matrices[owners], counts[owners]
-    report = {**generated.report.as_dict(), "typical_users": int(len(exemplars)), "clustered_users": int(len(active))}
+    ap = typical.ap
+    report.update({"source": INTEREST_SOURCE_LABELS[source], "typical_users": int(len(exemplars)),
+                   "clustered_users": int(len(active)),
+                   "affinity_propagation": {"sampled_users": int(len(typical.sampled)), "iterations": ap.iterations,
+                                            "converged": ap.converged, "fallback": ap.fallback,
+                                            "damping": ap.damping, "note": ap.note}})
     return matrices, counts, report
 
 
@@ -294,8 +341,8 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
     phase = time.perf_counter()
     encoder = build_encoder(features.encoder)
     users = user_history_vectors(dataset, vectors[METADATA])
-    interests, interest_counts, interest_report = _user_interests(dataset, table, features, users, encoder, cache_dir,
-                                                                  seed)
+    interests, interest_counts, interest_report = _user_interests(dataset, table, features, users, vectors[METADATA],
+                                                                  encoder, cache_dir, seed)
     timings["user_vectors_and_interests"] = time.perf_counter() - phase
 
     phase = time.perf_counter()

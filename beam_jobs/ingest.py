@@ -9,9 +9,11 @@ complete-looking directory; the next run removes stale partial directories.
 The pipeline, all Beam transforms so it runs on any runner:
   read + parse (one DoFn per file, bad rows fail or are counted) -> group by user, dedupe
   (user, item) keeping the earliest -> k-core rounds (item degrees by a global combine, users
-  pruned in place) -> sorted vocabularies -> per-user chronological split and histories ->
-  deterministic shards (sorted within each shard, so reruns are byte-identical) + item and
-  user tables + a summary the driver turns into stats.json.
+  pruned in place) -> (split "users": users shorter than data.min_sequence_length dropped) ->
+  sorted vocabularies (split "users": + the users' train/valid/test groups, from the sorted user
+  vocabulary, see `assign_user_groups`) -> per-user split and histories -> deterministic shards
+  (sorted within each shard, so reruns are byte-identical) + item and user tables + a summary the
+  driver turns into stats.json.
 Beam's own WriteToTFRecord spreads records over shards at random, which would break
 byte-identical reruns, hence the small shard writer here.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime
+import hashlib
 import json
 import logging
 import math
@@ -78,6 +81,44 @@ def split_sizes(count: int, method: str, ratios: Sequence[float]) -> Tuple[int, 
     train_end = max(1, min(count, math.floor(count * ratios[0] + 0.5 + 1e-9)))
     valid_end = max(train_end, min(count, math.floor(count * (ratios[0] + ratios[1]) + 0.5 + 1e-9)))
     return train_end, valid_end - train_end, count - valid_end
+
+
+def user_group_sizes(count: int, ratios: Sequence[float]) -> Tuple[int, int, int]:
+    """Split "users": (train, valid, test) numbers of users among `count`.
+
+    Cut points floor(count * ratio[0]) and floor(count * (ratio[0] + ratio[1])) (as ComiRec's
+    int()), clamped, once there are at least 3 users, so that every group keeps one user.
+    """
+    train_end = math.floor(count * ratios[0] + 1e-9)
+    valid_end = math.floor(count * (ratios[0] + ratios[1]) + 1e-9)
+    if count >= 3:
+        train_end = max(1, min(count - 2, train_end))
+        valid_end = max(train_end + 1, min(count - 1, valid_end))
+    else:
+        train_end = max(min(count, 1), min(count, train_end))
+        valid_end = max(train_end, min(count, valid_end))
+    return train_end, valid_end - train_end, count - valid_end
+
+
+def input_cut(count: int, fraction: float) -> int:
+    """Split "users": how many of a held-out user's `count` chronological items are input:
+    floor(count * fraction), clamped to [1, count - 1] so there is one input and one target."""
+    return max(1, min(count - 1, math.floor(count * fraction + 1e-9)))
+
+
+def user_rank_key(seed: int, raw_id: str) -> Tuple:
+    """Where a user ranks in the seeded order of split "users": a hash of (seed, raw id), so the
+    order depends on neither Beam's element order nor the vocabulary."""
+    return hashlib.sha256(f"{seed}\x00{raw_id}".encode("utf-8")).digest(), id_sort_key(raw_id)
+
+
+def assign_user_groups(user_ids: Sequence[str], seed: int, ratios: Sequence[float]) -> Dict[str, str]:
+    """{raw user id: "train" | "valid" | "test"}: users ranked by `user_rank_key`, the first
+    `user_group_sizes` of them train, then valid, then test."""
+    ranked = sorted(user_ids, key=lambda raw_id: user_rank_key(seed, raw_id))
+    num_train, num_valid, _ = user_group_sizes(len(ranked), ratios)
+    return {raw_id: ("train" if rank < num_train else "valid" if rank < num_train + num_valid else "test")
+            for rank, raw_id in enumerate(ranked)}
 
 
 def top_fraction_flags(counts: np.ndarray, fraction: float) -> Tuple[np.ndarray, int]:
@@ -267,43 +308,75 @@ class _CountItems(_ItemCounter):
 
 
 class _BuildExamples(beam.DoFn):
-    """A user's deduped timeline -> split interaction Examples with histories, and a user Example."""
+    """A user's deduped timeline -> split interaction Examples with histories, and a user Example.
+
+    Split "users": a train user's whole timeline is train; a held-out user's first `input_cut`
+    items are its input (kept in its user Example only) and each later item is one record of its
+    group's split, whose history is the input.
+    """
 
     USERS = "users"
     USER_COUNTS = "user_counts"
     TRAIN_ITEMS = "train_item_indices"
 
-    def __init__(self, split: str, ratios: Sequence[float], max_history: int, num_shards: int):
+    def __init__(self, split: str, ratios: Sequence[float], max_history: int, num_shards: int,
+                 input_fraction: float = 0.8):
         self._split = split
         self._ratios = list(ratios)
         self._max_history = max_history
         self._num_shards = num_shards
+        self._input_fraction = input_fraction
 
-    def process(self, element, user_vocab, item_vocab):
+    def process(self, element, user_vocab, item_vocab, user_groups):
         user, timeline = element
         user_index = user_vocab[user]
         # Chronological; same-time events ordered by item index so every run agrees.
         events = sorted((timestamp, item_vocab[item], label) for timestamp, item, label in timeline)
-        num_train, num_valid, _ = split_sizes(len(events), self._split, self._ratios)
         items = [item for _, item, _ in events]
-        train_items, valid_items = items[:num_train], items[num_train:num_train + num_valid]
-        test_items = items[num_train + num_valid:]
         history_limit = self._max_history
-        for position, (timestamp, item, label) in enumerate(events):
-            if position < num_train:
-                split, earlier = "train", items[max(0, position - history_limit):position]
-            elif position < num_train + num_valid:
-                split, earlier = "valid", train_items[-history_limit:]
+        group = user_groups[user] if self._split == "users" else "train"
+        inputs = {"valid": [], "test": []}
+        if group != "train":  # a held-out user of split "users"
+            cut = input_cut(len(items), self._input_fraction)
+            inputs[group] = items[:cut]
+            per_split = {"train": [], "valid": [], "test": []}
+            per_split[group] = items[cut:]
+            query = inputs[group][-history_limit:][::-1]
+            for position in range(cut, len(events)):
+                timestamp, item, label = events[position]
+                example = records.interaction_example(user_index, item, int(math.floor(timestamp)), label, query,
+                                                      history_limit)
+                shard = shard_of(user_index, position, self._num_shards)
+                yield TaggedOutput(group, (shard, ((user_index, position), example)))
+            train_items, valid_items, test_items = per_split["train"], per_split["valid"], per_split["test"]
+        else:
+            if self._split == "users":
+                num_train, num_valid = len(items), 0
             else:
-                split, earlier = "test", (train_items + valid_items)[-history_limit:]
-            example = records.interaction_example(user_index, item, int(math.floor(timestamp)), label,
-                                                  earlier[::-1], history_limit)
-            shard = shard_of(user_index, position, self._num_shards)
-            yield TaggedOutput(split, (shard, ((user_index, position), example)))
-        user_record = records.user_example(user_index, user, train_items, valid_items, test_items)
+                num_train, num_valid, _ = split_sizes(len(events), self._split, self._ratios)
+            train_items, valid_items = items[:num_train], items[num_train:num_train + num_valid]
+            test_items = items[num_train + num_valid:]
+            for position, (timestamp, item, label) in enumerate(events):
+                if position < num_train:
+                    split, earlier = "train", items[max(0, position - history_limit):position]
+                elif position < num_train + num_valid:
+                    split, earlier = "valid", train_items[-history_limit:]
+                else:
+                    split, earlier = "test", (train_items + valid_items)[-history_limit:]
+                example = records.interaction_example(user_index, item, int(math.floor(timestamp)), label,
+                                                      earlier[::-1], history_limit)
+                shard = shard_of(user_index, position, self._num_shards)
+                yield TaggedOutput(split, (shard, ((user_index, position), example)))
+        user_record = records.user_example(user_index, user, train_items, valid_items, test_items,
+                                           inputs["valid"], inputs["test"])
         yield TaggedOutput(self.USERS, (user_index % self._num_shards, (user_index, user_record)))
-        yield TaggedOutput(self.USER_COUNTS, (user_index, num_train, num_valid, len(test_items)))
+        yield TaggedOutput(self.USER_COUNTS, (user_index, len(train_items), len(valid_items), len(test_items),
+                                              len(inputs["valid"]), len(inputs["test"])))
         yield TaggedOutput(self.TRAIN_ITEMS, train_items)
+
+
+def _user_groups(user_ids: List[str], split: str, seed: int, ratios: Sequence[float]) -> Dict[str, str]:
+    return assign_user_groups(user_ids, seed, ratios) if split == "users" else {}
 
 
 class _BuildItemExamples(beam.DoFn):
@@ -362,12 +435,16 @@ class _WriteLines(beam.DoFn):
 
 
 def _summarize(_, counts, bad_reasons, bad_samples, duplicates, kcore_rounds, users_before, items_before,
-               user_vocab_size, item_vocab_size, user_counts, item_train_counts, shard_files, without_text):
+               user_vocab_size, item_vocab_size, user_counts, item_train_counts, shard_files, without_text,
+               short_sequences):
     user_train = [0] * user_vocab_size
     user_valid = [0] * user_vocab_size
     user_test = [0] * user_vocab_size
-    for user_index, num_train, num_valid, num_test in user_counts:
+    user_valid_inputs = [0] * user_vocab_size
+    user_test_inputs = [0] * user_vocab_size
+    for user_index, num_train, num_valid, num_test, num_valid_inputs, num_test_inputs in user_counts:
         user_train[user_index], user_valid[user_index], user_test[user_index] = num_train, num_valid, num_test
+        user_valid_inputs[user_index], user_test_inputs[user_index] = num_valid_inputs, num_test_inputs
     item_train = [0] * item_vocab_size
     for item_index, count in item_train_counts.items():
         item_train[item_index] = count
@@ -384,9 +461,12 @@ def _summarize(_, counts, bad_reasons, bad_samples, duplicates, kcore_rounds, us
         "user_train_counts": user_train,
         "user_valid_counts": user_valid,
         "user_test_counts": user_test,
+        "user_valid_input_counts": user_valid_inputs,
+        "user_test_input_counts": user_test_inputs,
         "item_train_counts": item_train,
         "files": {path: count for path, count in shard_files},
         "items_without_text": without_text,
+        "short_sequences": list(short_sequences),
     }
 
 
@@ -464,6 +544,16 @@ def build_pipeline(pipeline, adapter: SourceAdapter, config: DataConfig, root: s
     kcore_rounds = (tuple(round_removals) | "AllKcoreRounds" >> beam.Flatten()) if round_removals else (
         pipeline | "NoKcoreRounds" >> beam.Create([]))
 
+    # Split "users": a held-out user needs one input and one target, so shorter users go (after
+    # k-core, before the vocabularies, so indices and groups cover exactly the kept users).
+    if config.split == "users":
+        long_enough = timelines | "DropShortSequences" >> beam.ParDo(
+            _PruneUsers(config.min_sequence_length), frozenset()).with_outputs(_PruneUsers.REMOVED, main="kept")
+        short_sequences = long_enough[_PruneUsers.REMOVED] | "SumShortSequences" >> beam.CombineGlobally(_SumPairs())
+        timelines = long_enough.kept
+    else:
+        short_sequences = pipeline | "NoShortSequences" >> beam.Create([[0, 0]])
+
     user_ids = (timelines | "UserIds" >> beam.Keys()
                 | "UserVocabulary" >> beam.CombineGlobally(_SortedIds(from_timelines=False)))
     item_ids = timelines | "ItemVocabulary" >> beam.CombineGlobally(_SortedIds(from_timelines=True))
@@ -472,9 +562,13 @@ def build_pipeline(pipeline, adapter: SourceAdapter, config: DataConfig, root: s
     user_lookup = user_ids | "UserLookup" >> beam.Map(lambda ids: {raw: index for index, raw in enumerate(ids)})
     item_lookup = item_ids | "ItemLookup" >> beam.Map(lambda ids: {raw: index for index, raw in enumerate(ids)})
 
+    user_groups = user_ids | "UserGroups" >> beam.Map(_user_groups, config.split, config.split_seed,
+                                                      list(config.split_ratios))
+
     examples = (timelines | "BuildExamples" >> beam.ParDo(
-        _BuildExamples(config.split, config.split_ratios, config.max_history, num_shards),
-        AsSingleton(user_lookup), AsSingleton(item_lookup))
+        _BuildExamples(config.split, config.split_ratios, config.max_history, num_shards,
+                       config.holdout_input_fraction),
+        AsSingleton(user_lookup), AsSingleton(item_lookup), AsSingleton(user_groups))
         .with_outputs(*spec.SPLITS, _BuildExamples.USERS, _BuildExamples.USER_COUNTS, _BuildExamples.TRAIN_ITEMS))
 
     item_indices = item_ids | "ItemIndices" >> beam.FlatMap(lambda ids: ((raw, index) for index, raw in enumerate(ids)))
@@ -502,7 +596,7 @@ def build_pipeline(pipeline, adapter: SourceAdapter, config: DataConfig, root: s
             item_vocab_size=AsSingleton(item_ids | "CountItemIds" >> beam.Map(len)),
             user_counts=AsList(examples[_BuildExamples.USER_COUNTS]),
             item_train_counts=AsSingleton(item_train_counts), shard_files=AsList(shard_files),
-            without_text=AsSingleton(without_text))
+            without_text=AsSingleton(without_text), short_sequences=AsSingleton(short_sequences))
      | "WriteSummary" >> beam.ParDo(WriteJson(f"{root}/{SUMMARY_FILE}")))
 
 
@@ -611,11 +705,21 @@ def files_with_sizes(root: Path, record_counts: Dict[str, int]) -> Dict[str, dic
 def _build_stats(summary: dict, config: DataConfig, digest: str, seconds: float) -> dict:
     item_train = np.asarray(summary["item_train_counts"], dtype=np.int64)
     user_train = np.asarray(summary["user_train_counts"], dtype=np.int64)
+    user_valid = np.asarray(summary["user_valid_counts"], dtype=np.int64)
+    user_test = np.asarray(summary["user_test_counts"], dtype=np.int64)
+    user_valid_inputs = np.asarray(summary["user_valid_input_counts"], dtype=np.int64)
+    user_test_inputs = np.asarray(summary["user_test_input_counts"], dtype=np.int64)
+    users_split = config.split == "users"
     item_is_head, head_min = top_fraction_flags(item_train, config.head_fraction)
-    user_is_active, active_min = top_fraction_flags(user_train, config.active_user_fraction)
-    interactions = {"train": int(user_train.sum()), "valid": int(sum(summary["user_valid_counts"])),
-                    "test": int(sum(summary["user_test_counts"]))}
-    total = sum(interactions.values())
+    # Activity from what is known of each user: its train items, or (a held-out user of split
+    # "users", which has none) its input items. Elsewhere the inputs are empty: train items only.
+    user_known = user_train + user_valid_inputs + user_test_inputs
+    user_is_active, active_min = top_fraction_flags(user_known, config.active_user_fraction)
+    interactions = {"train": int(user_train.sum()), "valid": int(user_valid.sum()), "test": int(user_test.sum())}
+    input_interactions = {"valid": int(user_valid_inputs.sum()), "test": int(user_test_inputs.sum())}
+    # Every kept interaction: the split records plus the held-out users' inputs (split "users").
+    total = sum(interactions.values()) + sum(input_interactions.values())
+    short_interactions, short_users = summary["short_sequences"]
     num_users, num_items = summary["num_users"], summary["num_items"]
     counts = summary["counts"]
     rounds = summary["kcore_rounds"]
@@ -638,6 +742,9 @@ def _build_stats(summary: dict, config: DataConfig, digest: str, seconds: float)
             "below_min_rating": counts.get("below_min_rating", 0),
             "duplicates": summary["duplicates"],
             "kcore": kcore_removed,
+            # Split "users": users (and their interactions) shorter than data.min_sequence_length.
+            "short_sequences": short_users,
+            "short_sequence_interactions": short_interactions,
         },
         "kcore": {
             "k": config.k_core,
@@ -652,6 +759,15 @@ def _build_stats(summary: dict, config: DataConfig, digest: str, seconds: float)
             "items_removed": summary["items_before_kcore"] - num_items,
         },
         "split": config.split,
+        # Users with interactions in each split (under "users": the sizes of the user groups).
+        "users_per_split": {"train": int((user_train > 0).sum()), "valid": int((user_valid > 0).sum()),
+                            "test": int((user_test > 0).sum())},
+        # Split "users": the held-out users' input interactions (in no split's records), the input
+        # share, the shortest kept sequence and the seed of the groups; None under other splits.
+        "input_interactions": input_interactions,
+        "holdout_input_fraction": config.holdout_input_fraction if users_split else None,
+        "min_sequence_length": config.min_sequence_length if users_split else None,
+        "split_seed": config.split_seed if users_split else None,
         "max_history": config.max_history,
         "items_without_text": summary["items_without_text"],
         "head_fraction": config.head_fraction,
@@ -660,6 +776,7 @@ def _build_stats(summary: dict, config: DataConfig, digest: str, seconds: float)
         "active_user_fraction": config.active_user_fraction,
         "num_active_users": int(user_is_active.sum()),
         "active_user_min_count": active_min,
+        "user_activity_from": "known_items" if users_split else "train_items",
         "item_train_counts": item_train.tolist(),
         "item_is_head": item_is_head.tolist(),
         "user_train_counts": user_train.tolist(),
@@ -679,6 +796,12 @@ def _check_outcome(summary: dict, stats: dict, config: DataConfig, adapter: Sour
     if stats["interactions"]["train"] == 0:
         raise DataError(first_input, f"no interactions left after filtering (raw {stats['raw_interactions']}, "
                                      f"min_rating={config.min_rating}, k_core={config.k_core})")
+    groups = stats["users_per_split"]
+    if config.split == "users" and min(groups.values()) == 0:
+        raise DataError(first_input, f"data.split 'users' needs a user in each of train, valid and test; "
+                                     f"{stats['num_users']} users (after k_core={config.k_core} and "
+                                     f"min_sequence_length={config.min_sequence_length}) give {groups} with "
+                                     f"data.split_ratios={config.split_ratios}")
 
 
 def publish_build(partial: Path, target: Path, force: bool, stats: dict, manifest_of: Callable[[], dict]) -> Path:
@@ -704,8 +827,9 @@ def run_ingestion(data_config: DataConfig, output_dir: Path, seed: int, pipeline
                   force: bool = False) -> Path:
     """Builds (or reuses) the prepared dataset for `data_config`; returns its directory.
 
-    The output does not depend on `seed` (splits are chronological, ids sorted); it is
-    recorded in the manifest. Bad input raises `DataError` with its file (and line).
+    The output does not depend on `seed` (splits are chronological, ids sorted, and split "users"
+    is seeded by `data.split_seed`, which is part of the data config and so of the directory
+    name); it is recorded in the manifest. Bad input raises `DataError` with its file (and line).
     """
     started = time.perf_counter()
     target = prepared_dataset_dir(data_config, output_dir)
@@ -780,6 +904,10 @@ def _log_summary(stats: dict, summary: dict) -> None:
                  "" if kcore["converged"] else f" (NOT converged after {kcore['max_rounds']} rounds)")
         if not kcore["converged"]:
             log.warning("k-core did not converge within data.max_kcore_rounds=%d", kcore["max_rounds"])
+    if stats["split"] == "users":
+        log.info("users split: %s users per group, %d users shorter than %d dropped; held-out inputs %s",
+                 stats["users_per_split"], dropped["short_sequences"], stats["min_sequence_length"],
+                 stats["input_interactions"])
     log.info("splits (%s): %s; head items: %d with >= %d training interactions; active users: %d with >= %d",
              stats["split"], stats["interactions"], stats["num_head_items"], stats["head_item_min_count"],
              stats["num_active_users"], stats["active_user_min_count"])

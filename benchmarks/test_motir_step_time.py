@@ -41,6 +41,7 @@ from tfrs_llmrec.config.schema import ModelConfig, MotirConfig, SemanticTowerCon
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX  # noqa: E402
 from tfrs_llmrec.models.motir import MotiRModel  # noqa: E402
 from tfrs_llmrec.models.two_tower import TwoTowerModel  # noqa: E402
+from step_timing import interleaved_step_times, paired_ratio  # noqa: E402  (benchmarks/ is on sys.path under pytest)
 
 NUM_USERS = 50_546
 NUM_ITEMS = 16_856
@@ -116,15 +117,6 @@ def build_models(counts):
     return models
 
 
-def time_block(train_function, iterator, steps: int):
-    """Seconds per step over `steps` compiled train steps, and the last step's loss."""
-    started = time.perf_counter()
-    for _ in range(steps):
-        logs = train_function(iterator)
-    loss = float(logs["loss"])  # waits for the last step
-    return (time.perf_counter() - started) / steps, loss
-
-
 @pytest.mark.slow
 def test_motir_step_time_against_plain_tfrs():
     started = time.perf_counter()
@@ -141,17 +133,11 @@ def test_motir_step_time_against_plain_tfrs():
         model.train_function(iterators[name])  # the iterator's first batch, outside the timings
 
     names = list(models)
-    step_s = {name: [] for name in names}
-    losses = {name: [] for name in names}
-    for round_index in range(ROUNDS):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            seconds, loss = time_block(models[name].train_function, iterators[name], STEPS_PER_BLOCK)
-            step_s[name].append(seconds)
-            losses[name].append(loss)
+    step_s, losses = interleaved_step_times({name: (models[name].train_function, iterators[name]) for name in names},
+                                            ROUNDS, STEPS_PER_BLOCK)
 
     def ratio(numerator: str, denominator: str) -> float:
-        return statistics.median(a / b for a, b in zip(step_s[numerator], step_s[denominator]))
+        return paired_ratio(step_s, numerator, denominator)
 
     median_ms = {name: statistics.median(step_s[name]) * 1e3 for name in names}
     print(f"\nAmazon-Games-like sizes: {NUM_USERS:,} users, {NUM_ITEMS:,} items, {SEMANTIC_DIM}-d semantic "

@@ -118,6 +118,7 @@ def test_llm_backend_adds_motivations_and_shared_interests(prepared, tmp_path, m
     interests = manifest["llm"]["interests"]
     # Only typical users (AP exemplars) were sent to the LLM; everyone shares an exemplar's interests.
     assert 1 <= interests["typical_users"] <= dataset.num_users
+    assert interests["source"] == "llm"
     assert (features.user_num_interests == 2).all()
     assert requests_first_run == dataset.num_items + interests["typical_users"]
     np.testing.assert_allclose(np.linalg.norm(features.user_interests[:, :2], axis=-1), 1.0, rtol=1e-5)

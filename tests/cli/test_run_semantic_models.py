@@ -14,9 +14,14 @@ FEW_EPOCHS = ["--set", "train.epochs=2", "--set", "model.motir.stage1.epochs=2",
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("semantic")
+    return experiment_with_item_texts(tmp_path_factory.mktemp("semantic"))
+
+
+def experiment_with_item_texts(tmp_path, num_users=80):
+    """The clustered log of `write_clustered_log`, an item file whose titles and genres follow the
+    clusters, and a config reading both: (tmp_path, config path)."""
     data = tmp_path / "log.csv"
-    write_clustered_log(data)
+    write_clustered_log(data, num_users=num_users)
     items = tmp_path / "items.csv"
     themes = ["haunted castle horror", "kart racing", "farm life simulation", "space strategy"]
     items.write_text("item_id,title,genres\n" + "".join(

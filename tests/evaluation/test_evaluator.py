@@ -220,3 +220,36 @@ def test_mean_by_popularity_bucket_by_hand():
     assert [entry["num_items"] for entry in buckets] == [2] * 10
     assert [entry["gate"] for entry in buckets] == [18.5 - 2 * b for b in range(10)]
     assert buckets[0]["min_popularity"] == 0 and buckets[9]["max_popularity"] == 19
+
+
+def test_multi_interest_queries_score_each_item_by_its_best_interest():
+    # Two interests per user; item j's score is the larger of its two dot products.
+    interests = np.array([[[1, 0], [0, 1]], [[2, 0], [0, 0]]], np.float32)  # users 0 and 1
+    items = np.array([[3, 0], [0, 2], [1, 1], [0, 4], [-1, -1]], np.float32)
+    # User 0 scores: max(x, y) -> [3, 2, 1, 4, -1]; user 1: max(2x, 0) -> [6, 0, 2, 0, 0].
+    targets_indptr, targets_indices = _csr([[1], [2, 3]])
+    exclude_indptr, exclude_indices = _csr([[3], []])
+    evaluation = evaluate_retrieval(lambda users: interests[users], items, np.arange(2), targets_indptr,
+                                    targets_indices, exclude_indptr, exclude_indices, ks=[1, 2],
+                                    batch_size=1, item_chunk=2, progress=False)
+    # User 0: item 1 (2) is below item 0 (3) only (item 3 excluded) -> rank 2.
+    # User 1: item 2 (2) below item 0 (6) -> rank 2; item 3 (0) ties items 1 and 4 (0) and is below
+    # item 0 and target 2 (ordered before it) -> 1 + 3 + 1 = 5.
+    np.testing.assert_array_equal(evaluation.target_ranks, [2, 2, 5])
+    assert evaluation.summary["overall"]["recall@2"] == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_multi_interest_streaming_path_equals_numpy_reference():
+    rng = np.random.default_rng(11)
+    num_items, dim, interests = 41, 3, 4
+    queries = rng.integers(-2, 3, size=(30, interests, dim)).astype(np.float32)
+    item_embeddings = rng.integers(-2, 3, size=(num_items, dim)).astype(np.float32)
+    targets = [rng.permutation(num_items)[:int(rng.integers(1, 10))] for _ in range(30)]
+    targets_indptr, targets_indices = _csr(targets)
+    exclude_indptr, exclude_indices = _csr([[] for _ in range(30)])
+    evaluation = evaluate_retrieval(lambda u: queries[u], item_embeddings, np.arange(30), targets_indptr,
+                                    targets_indices, exclude_indptr, exclude_indices, ks=[5],
+                                    batch_size=7, item_chunk=6, progress=False)
+    scores = np.einsum("ukd,id->uki", queries, item_embeddings).max(axis=1)
+    reference = [ranks_from_scores(scores[row], targets[row], []) for row in range(30)]
+    np.testing.assert_array_equal(evaluation.target_ranks, np.concatenate(reference))

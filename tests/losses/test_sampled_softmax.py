@@ -64,3 +64,22 @@ def test_gradient_pulls_query_toward_positive():
     gradient = tape.gradient(loss, query).numpy()
     assert gradient[0, 0] < 0 < gradient[0, 1]  # descending moves row 0 toward candidate 0
     assert np.all(np.isfinite(gradient))
+
+
+def test_hard_negatives_are_weighted_by_their_scores():
+    # Row 0: positive logit 1, negatives 0 (row 1's positive) and 2 (sampled). With beta = 1 the
+    # negative weights are 2 * softmax([0, 2]) = 2 * [1, e^2] / (1 + e^2).
+    candidates = tf.constant([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    loss = sampled_softmax_loss(QUERIES[:1], candidates, tf.constant([0, 1, 9], tf.int64),
+                                tf.constant([0], tf.int64), hardness=1.0)
+    weights = 2 * np.array([1.0, math.exp(2)]) / (1 + math.exp(2))
+    denominator = math.exp(1) + weights[0] * math.exp(0) + weights[1] * math.exp(2)
+    assert float(loss) == pytest.approx(math.log(denominator) - 1.0, rel=1e-6)
+    plain = sampled_softmax_loss(QUERIES[:1], candidates, tf.constant([0, 1, 9], tf.int64), tf.constant([0], tf.int64))
+    assert float(plain) == pytest.approx(math.log(math.exp(1) + 1 + math.exp(2)) - 1.0, rel=1e-6)
+
+
+def test_hard_negative_weights_keep_accidental_hits_masked():
+    # Row 0's only other candidate shares its item ID: removed whatever the hardness.
+    ids = tf.constant([5, 5], tf.int64)
+    assert float(sampled_softmax_loss(QUERIES, CANDIDATES, ids, ids, hardness=2.0)) == pytest.approx(0.0, abs=1e-6)

@@ -16,7 +16,7 @@ from tfrs_llmrec.data.spec import PAD_ITEM
 from tfrs_llmrec.models import TwoTowerModel
 from tfrs_llmrec.models.mf_bpr import MatrixFactorizationModel
 from tfrs_llmrec.serving.export import (UNKNOWN_CANDIDATE_SCORE, RetrievalModule, UserTableTower,
-                                        check_in_fresh_process, save_item_tower, save_retrieval_model,
+                                        check_in_fresh_process, merge_interest_candidates, save_item_tower, save_retrieval_model,
                                         saved_model_ops, serving_query_tower)
 from tfrs_llmrec.serving.indexes import IndexSettings, build_index, top_k_recall
 
@@ -259,3 +259,16 @@ def test_reload_failure_names_the_directory(tmp_path):
     (tmp_path / "broken").mkdir()
     with pytest.raises(RuntimeError, match="broken: reloading in a fresh process failed"):
         check_in_fresh_process(tmp_path / "broken", {"user_id": np.array(["x"])})
+
+
+def test_merging_per_interest_candidates_keeps_each_items_best_score_once():
+    # Two users, two interests x three candidates each (item indices); user 0 sees item 7 from
+    # both interests (scores 0.9 and 0.4), user 1 sees item 2 from both (0.3 and 0.6).
+    scores = tf.constant([[0.9, 0.5, 0.1, 0.4, 0.8, 0.2], [0.3, 0.6, 0.6, 0.7, 0.1, 0.0]])
+    items = tf.constant([[7, 3, 1, 7, 5, 4], [2, 8, 2, 9, 6, 5]], tf.int64)
+    merged, order = merge_interest_candidates(scores, items)
+    lowest = UNKNOWN_CANDIDATE_SCORE
+    np.testing.assert_allclose(merged.numpy(), [[0.9, 0.8, 0.5, lowest, 0.2, 0.1],
+                                                [0.7, 0.6, 0.6, lowest, 0.1, 0.0]])
+    np.testing.assert_array_equal(tf.gather(items, order, batch_dims=1).numpy(), [[7, 5, 3, 7, 4, 1],
+                                                                                  [9, 8, 2, 2, 6, 5]])

@@ -1,4 +1,4 @@
-"""Affinity Propagation (Frey & Dueck, 2007) and EIMF's typical-user selection.
+"""Affinity Propagation (Frey & Dueck, 2007) on scikit-learn, and EIMF's typical-user selection.
 
     result = affinity_propagation(similarity)            # similarity: float [n, n]
     result.exemplars       # int64 [K], indices of the points chosen as exemplars
@@ -9,50 +9,68 @@
     typical.exemplar_users # int64 [K], the users to send to the LLM
     typical.assignment     # int64 [U], each user's exemplar (an index into exemplar_users)
 
-Message passing. Every point i sends every candidate exemplar k a responsibility
+What scikit-learn does. `sklearn.cluster.AffinityPropagation(affinity="precomputed")` runs the
+message passing: responsibilities r(i, k) and availabilities a(i, k), damped by `damping`, with
+the preferences on the diagonal of the similarities and a seeded perturbation of the order of
+the float64 epsilon (`random_state`). It stops once every point's exemplar
+status has stayed the same for `convergence_iter` iterations (with at least one exemplar), or
+after `max_iter` iterations; it then joins every point to its most similar exemplar and re-chooses
+each cluster's exemplar once as the member with the largest summed similarity to the other
+members (the preference counts for itself).
 
-    r(i, k) = s(i, k) - max_{k' != k} [a(i, k') + s(i, k')]
+What this module adds.
+- The default preference is the median of the off-diagonal similarities (scikit-learn's default
+  also counts the diagonal), and the input diagonal is ignored.
+- Ties. scikit-learn's epsilon-sized perturbation is lost in the rounding of the messages, so
+  exactly tied points (identical users, equidistant pairs) can all stay exemplars, depending on
+  the seed. The similarities and preferences get a seeded perturbation of `NOISE_SCALE` times
+  their largest magnitude first; `seed` drives it and scikit-learn's `random_state`.
+- One point, or off-diagonal similarities that are all equal up to float rounding (identical
+  users): solved exactly without message passing. scikit-learn only special-cases exactly equal
+  similarities with equal preferences, and then answers "arbitrary cluster center(s)" with a
+  warning.
+- Failed runs. scikit-learn flags non-convergence with a ConvergenceWarning only (returning the
+  exemplars of the last iteration, or labels -1 and no exemplar at all), and a run that does
+  "converge" can still settle on a poor transient (everyone alone when the preference is far below
+  the similarities, or with heavy damping). A run is accepted when it converged, found an exemplar
+  and its net similarity is at least that of both trivial solutions (the best single cluster,
+  every point on its own); otherwise it is repeated with damping moved halfway to 1, up to
+  `DAMPING_RETRIES` times, with `max_iter` and `convergence_iter` stretched to match the slower
+  messages. If no run is accepted, the result is the best non-converged run that beats the trivial
+  solutions (`converged=False`), or else the better trivial solution (`fallback=True`); `note`
+  says which. So a result is never worse than a trivial one, and the worst case costs about 11
+  (damping 0.7) or 7 (damping 0.5) times `max_iter` iterations; ordinary inputs are accepted on
+  the first run. The warnings scikit-learn emits on the way (ConvergenceWarning, numpy
+  deprecations inside its loop, one per iteration) become `converged` and `note`, not log lines.
+- `select_typical_users`: clusters a seeded sample of at most `max_users` users (cosine
+  similarity) and assigns everyone else to the nearest exemplar in chunks.
 
-(how much better k suits i than the best alternative) and every k answers with an availability
-
-    a(i, k) = min(0, r(k, k) + sum_{i' not in {i, k}} max(0, r(i', k)))     for i != k
-    a(k, k) = sum_{i' != k} max(0, r(i', k))
-
-(how much support k has collected from the other points). The diagonal s(k, k) holds the
-preference of k: the higher it is, the more exemplars. Each update is damped,
-m <- damping * m_old + (1 - damping) * m_new, and point k is an exemplar while
-a(k, k) + r(k, k) > 0. Every point then joins its most similar exemplar, and each cluster's
-exemplar is re-chosen once as the member with the largest summed similarity to the other
-members (the preference counts for itself), the refinement Frey & Dueck's own code ends with.
-
-When messages fail (they oscillate when the preference is far below the similarities, and
-with heavy damping they can settle on a transient), the run is repeated with more damping; a
-result that still has no exemplar, or a lower net similarity than a trivial solution (one
-cluster, or every point alone), is replaced by a flagged fallback. So a result is never worse
-than a trivial one, and the worst case costs about 11 (damping 0.7) or 7 (damping 0.5) times
-`max_iter` iterations; ordinary inputs converge in the first run.
-
-All arithmetic is float64 and vectorised; one run holds five [n, n] arrays (the input, the
-noisy similarities, responsibilities, availabilities and one scratch array), so keep n to a few
-thousand and use `select_typical_users`, which clusters a sample and assigns everyone else to
-the nearest exemplar in chunks.
+A call holds about seven [n, n] float64 arrays (the input, the perturbed copy, scikit-learn's
+copy of it, its two messages, a scratch array and its perturbation), so keep n to a few
+thousand: `select_typical_users` exists for that.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
+from sklearn.cluster import AffinityPropagation
+from sklearn.exceptions import ConvergenceWarning
 
-# Ties (identical points, equal similarities) make the messages oscillate; a seeded perturbation
-# this small relative to the similarities breaks them without changing any clear-cut decision.
+# Exact ties (identical users, equidistant points) can keep both tied points as exemplars:
+# sklearn's own perturbation (about 1e-16 relative) is lost in the rounding of the messages
+# (measured: three tight pairs, 12-14 of 60 seeds ended with 4 exemplars instead of 3; 0 with
+# this). A seeded perturbation this small relative to the similarities breaks ties without
+# changing any clear-cut decision.
 NOISE_SCALE = 1e-10
 # Off-diagonal similarities that differ by no more than this (relative to their magnitude) are
 # treated as all equal, the "every point identical" case, solved exactly without messages.
 EQUAL_TOLERANCE = 1e-12
-# Runs repeated with damping moved halfway to 1 when messages fail (see `affinity_propagation`).
+# Runs repeated with damping moved halfway to 1 when a run fails (see `affinity_propagation`).
 DAMPING_RETRIES = 2
 
 Preference = Union[float, np.ndarray, None]
@@ -62,9 +80,9 @@ Preference = Union[float, np.ndarray, None]
 class APResult:
     exemplars: np.ndarray  # int64 [K], point indices, ascending
     labels: np.ndarray  # int64 [n], index into `exemplars`; an exemplar has its own cluster
-    iterations: int  # message-passing iterations run (0 when the answer needed none)
+    iterations: int  # message-passing iterations run, all runs together (0 when none was needed)
     converged: bool
-    # True when message passing failed (see `affinity_propagation`) and the result is a fallback.
+    # True when no run was acceptable (see `affinity_propagation`) and the result is a trivial one.
     fallback: bool = False
     damping: float = 0.7  # the damping of the run that produced the result
     note: str = ""  # why the result is not a plain first run, when it is not
@@ -78,7 +96,7 @@ class APResult:
 class TypicalUsers:
     exemplar_users: np.ndarray  # int64 [K], indices into user_vectors, ascending
     assignment: np.ndarray  # int64 [U], index into exemplar_users; an exemplar maps to itself
-    sampled: np.ndarray  # int64 [min(U, max_users)], users clustered by message passing, ascending
+    sampled: np.ndarray  # int64 [min(U, max_users)], users clustered by Affinity Propagation, ascending
     ap: APResult  # the clustering of the sample; ap.exemplars index into `sampled`
 
     @property
@@ -130,26 +148,16 @@ def _assign(similarity: np.ndarray, exemplars: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _refine(similarity: np.ndarray, preferences: np.ndarray, exemplars: np.ndarray,
-            labels: np.ndarray) -> np.ndarray:
-    """Re-chooses each cluster's exemplar as the member with the largest in-cluster similarity sum."""
-    refined = np.empty_like(exemplars)
-    for cluster in range(exemplars.shape[0]):
-        members = np.flatnonzero(labels == cluster)
-        block = similarity[np.ix_(members, members)].copy()
-        block[np.diag_indices_from(block)] = preferences[members]
-        refined[cluster] = members[int(np.argmax(block.sum(axis=0)))]
-    return np.sort(refined)
-
-
-def _all_equal_solution(preferences: np.ndarray, common: float) -> np.ndarray:
+def _all_equal_solution(preferences: np.ndarray, common: float, tolerance: float) -> np.ndarray:
     """Exact optimum when every off-diagonal similarity equals `common`.
 
     The net similarity of an exemplar set E is n * common + sum_{k in E} (p_k - common), so the
-    best set is every point whose preference beats `common`, or, when none does, the single
-    point with the highest preference (ties go to the fewer clusters and the lowest index).
+    best set is every point whose preference beats `common` by more than `tolerance` (the float
+    rounding of the similarities; the default preference, their median, is such a tie), or,
+    when none does, the single point with the highest preference (ties go to the fewer clusters
+    and the lowest index).
     """
-    exemplars = np.flatnonzero(preferences > common)
+    exemplars = np.flatnonzero(preferences - common > tolerance)
     if exemplars.size == 0:
         exemplars = np.array([int(np.argmax(preferences))])
     return exemplars.astype(np.int64)
@@ -173,50 +181,22 @@ def _trivial_solutions(similarity: np.ndarray, preferences: np.ndarray):
     return single, alone
 
 
-def _pass_messages(noisy: np.ndarray, damping: float, max_iter: int, convergence_iter: int):
-    """Runs the damped updates on `noisy` (preferences on its diagonal): (exemplar mask, iterations, converged)."""
-    n = noisy.shape[0]
-    rows = np.arange(n)
-    diagonal = np.diag_indices(n)
-    keep, step = damping, 1.0 - damping
-    responsibility = np.zeros_like(noisy)
-    availability = np.zeros_like(noisy)
-    scratch = np.empty_like(noisy)
-
-    previous = np.zeros(n, dtype=bool)
-    stable = 0
-    iterations = 0
-    for iterations in range(1, max_iter + 1):
-        # Responsibilities: subtract the best competing a + s (the runner-up for the best one).
-        np.add(availability, noisy, out=scratch)
-        best_index = np.argmax(scratch, axis=1)
-        best = scratch[rows, best_index]
-        scratch[rows, best_index] = -np.inf
-        runner_up = np.max(scratch, axis=1)
-        np.subtract(noisy, best[:, None], out=scratch)
-        scratch[rows, best_index] = noisy[rows, best_index] - runner_up
-        responsibility *= keep
-        scratch *= step
-        responsibility += scratch
-
-        # Availabilities: positive support from the other points, plus r(k, k) off the diagonal.
-        np.maximum(responsibility, 0.0, out=scratch)
-        scratch[diagonal] = responsibility[diagonal]
-        support = scratch.sum(axis=0)
-        np.subtract(support[None, :], scratch, out=scratch)
-        self_availability = scratch[diagonal].copy()
-        np.minimum(scratch, 0.0, out=scratch)
-        scratch[diagonal] = self_availability
-        availability *= keep
-        scratch *= step
-        availability += scratch
-
-        current = (availability[diagonal] + responsibility[diagonal]) > 0
-        stable = stable + 1 if np.array_equal(current, previous) else 1
-        previous = current
-        if stable >= convergence_iter and current.any():
-            return current, iterations, True
-    return previous, iterations, False
+def _sklearn_run(similarity: np.ndarray, preferences: np.ndarray, damping: float, max_iter: int,
+                 convergence_iter: int, seed: Optional[int]) -> Tuple[np.ndarray, np.ndarray, int, bool]:
+    """One scikit-learn run: (exemplars, labels, iterations, converged), its warnings turned into `converged`."""
+    model = AffinityPropagation(affinity="precomputed", preference=preferences, damping=damping, max_iter=max_iter,
+                                convergence_iter=convergence_iter, copy=True, random_state=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(similarity)
+    converged = True
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            converged = False
+        elif not issubclass(warning.category, DeprecationWarning):  # numpy's, from inside sklearn's loop
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    exemplars = np.asarray(model.cluster_centers_indices_, dtype=np.int64)
+    return exemplars, np.asarray(model.labels_, dtype=np.int64), int(model.n_iter_), converged
 
 
 def affinity_propagation(similarity: np.ndarray, preference: Preference = None, damping: float = 0.7,
@@ -226,21 +206,19 @@ def affinity_propagation(similarity: np.ndarray, preference: Preference = None, 
 
     `similarity[i, k]` says how well k would serve as i's exemplar; it need not be symmetric, and
     its diagonal is ignored: `preference` (a scalar, or one value per point; default the median
-    of the off-diagonal similarities) takes its place. `damping` is the weight kept from the
-    previous message, in [0.5, 1). Message passing stops once the exemplar set is non-empty and
-    unchanged for `convergence_iter` iterations, or after `max_iter` iterations
-    (`converged=False`). `seed` drives the tiny perturbation that breaks ties; equal seeds give
-    equal results.
+    of the off-diagonal similarities) takes its place. `damping` (the weight kept from the previous
+    message, in [0.5, 1)), `max_iter` and `convergence_iter` go to scikit-learn's
+    AffinityPropagation; `seed` drives the tie-breaking perturbation (`NOISE_SCALE`) and
+    scikit-learn's `random_state` (equal seeds give equal results).
 
-    Messages can oscillate (typically when the preference is far below the similarities: the
-    exemplar set then flips between none and everyone). A run that ends with no exemplar, or with
-    a net similarity below that of the best single cluster or of every point on its own, is
-    repeated with damping moved halfway to 1, up to `DAMPING_RETRIES` times, with `max_iter`
-    and `convergence_iter` stretched to match the slower messages (by 2 per retry, or by
-    0.5 / (1 - damping) if more); `damping` in the result is the one that produced it and
-    `iterations` counts every run. If all runs fail, the result is a fallback, flagged with
-    `fallback=True` and explained in `note`: one cluster around the point with the highest
-    preference when no run found an exemplar, otherwise the better of the two trivial solutions.
+    A run that did not converge, found no exemplar, or has a net similarity below that of the best
+    single cluster or of every point on its own, is repeated with damping moved halfway to 1, up to
+    `DAMPING_RETRIES` times, with `max_iter` and `convergence_iter` stretched by 2 per retry (or
+    by 0.5 / (1 - damping) if more); `damping` in the result is the one that produced it and
+    `iterations` counts every run. If no run is accepted, the result is the non-converged run with
+    the highest net similarity among those that beat both trivial solutions (`converged=False`),
+    or, when none does (typically: no exemplar at all), the better trivial solution, flagged with
+    `fallback=True`. `note` explains any result that is not a plain first run.
     """
     similarity = _check_similarity(similarity)
     n = similarity.shape[0]
@@ -254,51 +232,52 @@ def affinity_propagation(similarity: np.ndarray, preference: Preference = None, 
         return APResult(np.zeros(1, np.int64), np.zeros(1, np.int64), 0, True, damping=damping)
     magnitude = float(np.max(np.abs(off_diagonal)))
     if float(np.ptp(off_diagonal)) <= EQUAL_TOLERANCE * magnitude:
-        exemplars = _all_equal_solution(preferences, float(np.mean(off_diagonal)))
+        exemplars = _all_equal_solution(preferences, float(np.mean(off_diagonal)), EQUAL_TOLERANCE * magnitude)
         return APResult(exemplars, _assign(similarity, exemplars), 0, True, damping=damping,
                         note="all off-diagonal similarities are equal: solved exactly")
     del off_diagonal
 
-    noisy = np.empty_like(similarity)
-    np.random.default_rng(seed).standard_normal(out=noisy)
+    noisy = np.random.default_rng(seed).standard_normal((n, n))
     noisy *= NOISE_SCALE * magnitude
-    diagonal_noise = noisy.diagonal().copy()
+    noisy_preferences = preferences + noisy.diagonal()
     noisy += similarity
-    noisy[np.diag_indices(n)] = preferences + diagonal_noise
 
     (single_net, single), (alone_net, alone) = _trivial_solutions(similarity, preferences)
     floor = max(single_net, alone_net)
     tolerance = 1e-9 * (abs(floor) + 1.0)
     total_iterations = 0
+    candidate = None  # (net, exemplars, labels, damping) of the best non-converged run above the floor
     found_any = False  # whether some run ended with at least one exemplar
     for attempt in range(DAMPING_RETRIES + 1):
         # Messages move (1 - damping) of the way per iteration: a retry gets the iterations a run
         # at the first damping, or at 0.5 (where the usual convergence_iter is calibrated), had.
         scale = 1.0 if attempt == 0 else max(2.0 ** attempt, 0.5 / (1.0 - damping))
-        mask, iterations, converged = _pass_messages(noisy, damping, math.ceil(max_iter * scale),
-                                                     math.ceil(convergence_iter * scale))
+        exemplars, labels, iterations, converged = _sklearn_run(
+            noisy, noisy_preferences, damping, math.ceil(max_iter * scale), math.ceil(convergence_iter * scale), seed)
         total_iterations += iterations
-        if mask.any():
-            exemplars = np.flatnonzero(mask).astype(np.int64)
-            exemplars = _refine(similarity, preferences, exemplars, _assign(similarity, exemplars))
-            labels = _assign(similarity, exemplars)
+        if exemplars.size:
+            found_any = True
             net = _net_similarity(similarity, preferences, exemplars, labels)
             if net >= floor - tolerance:
-                note = "" if attempt == 0 else f"retried with damping {damping:g} after a failed run"
-                return APResult(exemplars, labels, total_iterations, converged, damping=damping, note=note)
-            found_any = True
+                if converged:
+                    note = "" if attempt == 0 else f"retried with damping {damping:g} after a failed run"
+                    return APResult(exemplars, labels, total_iterations, True, damping=damping, note=note)
+                if candidate is None or net > candidate[0]:
+                    candidate = (net, exemplars, labels, damping)
         if attempt < DAMPING_RETRIES:
             damping = 1.0 - (1.0 - damping) / 2.0
 
-    if not found_any:
-        exemplars = np.array([int(np.argmax(preferences))], dtype=np.int64)
-        return APResult(exemplars, _assign(similarity, exemplars), total_iterations, False, fallback=True,
-                        damping=damping, note="message passing found no exemplar; one cluster around "
-                                              "the point with the highest preference")
+    if candidate is not None:
+        _, exemplars, labels, used = candidate
+        return APResult(exemplars, labels, total_iterations, False, damping=used,
+                        note=f"no run converged; the exemplars of the last iteration of the best run "
+                             f"(damping {used:g})")
     exemplars = single if single_net >= alone_net else alone
+    why = ("message passing found no exemplar" if not found_any
+           else "message passing only found solutions worse than a trivial one")
     return APResult(exemplars, _assign(similarity, exemplars), total_iterations, False, fallback=True,
-                    damping=damping, note="message passing only found solutions worse than a trivial one; "
-                                          + ("one cluster" if exemplars.size == 1 else "every point on its own"))
+                    damping=damping, note=f"{why}; " + ("one cluster around the best exemplar" if exemplars.size == 1
+                                                        else "every point on its own"))
 
 
 def _normalised_rows(block: np.ndarray, offset: int) -> np.ndarray:
@@ -318,8 +297,8 @@ def select_typical_users(user_vectors: np.ndarray, max_users: int, preference: P
     """Picks exemplar ("typical") users and maps every user to one of them.
 
     Users are compared by cosine similarity (rows are re-normalised, so L2-normalised input is
-    used as is). With U <= max_users every user is clustered by Affinity Propagation; otherwise a
-    seeded uniform sample of max_users users is, and every user is then assigned to its most
+    used as is). With U <= max_users every user is clustered by `affinity_propagation`; otherwise
+    a seeded uniform sample of max_users users is, and every user is then assigned to its most
     similar exemplar, `chunk` rows at a time, so memory stays O(chunk * (d + K) + max_users^2).
     An exemplar is always assigned to itself; `preference` (on the cosine scale, default the
     median similarity of the sample) and `damping` go to `affinity_propagation`.

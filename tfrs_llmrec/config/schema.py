@@ -64,9 +64,26 @@ class DataConfig:
     # Users and items keep >= k_core interactions, pruned repeatedly (0 or 1 disables it).
     k_core: int = _bounded(5, low=0)
     max_kcore_rounds: int = _bounded(10, low=1)
-    split: Literal["leave_one_out", "ratio"] = "leave_one_out"
-    # Per-user chronological train/valid/test fractions, used when split is "ratio".
+    # leave_one_out / ratio: every user's chronological timeline is cut into train/valid/test.
+    # users (EIMF's / ComiRec's protocol): the USERS are divided into train/valid/test groups by
+    # split_ratios (cut points floor(n * cumulative ratio), each group kept non-empty), ranked by a
+    # hash of (split_seed, raw user id). Train users' whole timelines are training data; a held-out
+    # (valid or test) user's first holdout_input_fraction of items is the query input, never
+    # trained on, and each remaining item is one target of its split.
+    split: Literal["leave_one_out", "ratio", "users"] = "leave_one_out"
+    # Train/valid/test fractions: of each user's chronological timeline under "ratio", of the
+    # users under "users" (all three positive then); leave_one_out ignores them.
     split_ratios: List[float] = _bounded([0.8, 0.1, 0.1], low=0.0, high=1.0)
+    # split "users": the share of a held-out user's chronological items given as input, in (0, 1);
+    # the cut is floor(n * fraction) clamped to [1, n - 1], so there is one input and one target.
+    holdout_input_fraction: float = _bounded(0.8, low=0.0, high=1.0)
+    # split "users": users with fewer interactions than this (after k-core) cannot give an input
+    # and a target, so they are dropped (counted as stats.json dropped.short_sequences). The other
+    # splits ignore it.
+    min_sequence_length: int = _bounded(2, low=2)
+    # split "users": seeds the assignment of users to groups. It is part of the data config, so
+    # each seed gets its own prepared dataset; the other splits ignore it.
+    split_seed: int = _bounded(0, low=0)
     max_history: int = _bounded(50, low=1)
     # Items ranked in the top `head_fraction` by training popularity count as head.
     head_fraction: float = _bounded(0.2, low=0.0, high=1.0)
@@ -79,6 +96,12 @@ class DataConfig:
             return "split_ratios", f"expected three fractions summing to 1, got {self.split_ratios}"
         if self.split == "ratio" and self.split_ratios[0] <= 0.0:
             return "split_ratios", "the train fraction must be positive"
+        if self.split == "users" and min(self.split_ratios) <= 0.0:
+            return "split_ratios", (f"under split 'users' the train, valid and test fractions of users must all "
+                                    f"be positive (something to train on and to evaluate), got {self.split_ratios}")
+        if not 0.0 < self.holdout_input_fraction < 1.0:
+            return "holdout_input_fraction", (f"must lie strictly between 0 and 1 (the share of a held-out user's "
+                                              f"items given as input), got {self.holdout_input_fraction}")
         if self.dataset in ("csv", "parquet") and self.path is None:
             return "path", f"required when dataset is {self.dataset!r}"
         return None
@@ -198,9 +221,55 @@ class AktRecConfig:
 
 
 @dataclass
+class SequenceConfig:
+    """Sequential retrieval over the ID history: SASRec and the multi-interest models (MIND,
+    ComiRec-SA, REMI, EIMF). The history is the dataset's (data.max_history items)."""
+
+    # SASRec: causal self-attention blocks.
+    num_blocks: int = _bounded(2, low=1)
+    num_heads: int = _bounded(1, low=1)
+    dropout: float = _bounded(0.2, low=0.0, high=0.99)
+    # Multi-interest: K interest vectors per user, and the routing iterations of MIND and REMI.
+    num_interests: int = _bounded(4, low=1)
+    routing_iterations: int = _bounded(3, low=1)
+    # How a training target meets the K interests: "argmax" takes the interest closest to it
+    # (ComiRec); "label_aware" mixes them by softmax(label_aware_power * <interest, target>) (MIND).
+    readout: Literal["argmax", "label_aware"] = "argmax"
+    label_aware_power: float = _bounded(1.0, low=0.0)
+    # REMI: interest-aware hard negatives (beta; 0 is the plain sampled softmax) and the weight of
+    # the routing regulariser (lambda; 0 is off).
+    hard_negative_beta: float = _bounded(0.0, low=0.0)
+    routing_regularization: float = _bounded(0.0, low=0.0)
+
+
+@dataclass
+class EimfConfig:
+    """EIMF: a multi-interest backbone (the implicit module, IBIM) trained beside explicit interests
+    from the features job (ESIM) with L = L_R + gamma * (L_S + L_A); serving uses IBIM alone."""
+
+    backbone: Literal["mind", "comirec_sa", "remi"] = "comirec_sa"
+    gamma: float = _bounded(0.1, low=0.0)
+    # L_A = alpha * (CL(H_ex, H_im) + CL(t, e)) + beta * (COS(H_ex, H_im) + COS(t, e)), 2(alpha + beta) = 1.
+    alpha: float = _bounded(0.25, low=0.0)
+    beta: float = _bounded(0.25, low=0.0)
+    # Temperature of the contrastive (CL) terms.
+    temperature: float = _bounded(0.1, low=1e-6)
+    # Ablations: target-aware attention (off: the backbone's readout and a mean of the explicit
+    # interests), the semantic prediction task L_S, the alignment task L_A.
+    use_target_attention: bool = True
+    use_prediction: bool = True
+    use_alignment: bool = True
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        if abs(2.0 * (self.alpha + self.beta) - 1.0) > 1e-6:
+            return "alpha", f"EIMF needs 2 * (alpha + beta) = 1, got alpha {self.alpha} and beta {self.beta}"
+        return None
+
+
+@dataclass
 class ModelConfig:
-    name: Literal["pop", "two_tower", "mf_bpr", "lightgcn", "motir", "alpharec",
-                  "mlp_ranker", "din", "din_mmoe", "akt_rec"] = "two_tower"
+    name: Literal["pop", "two_tower", "mf_bpr", "lightgcn", "motir", "alpharec", "sasrec", "mind", "comirec_sa",
+                  "remi", "eimf", "mlp_ranker", "din", "din_mmoe", "akt_rec"] = "two_tower"
     tower: TowerConfig = field(default_factory=TowerConfig)
     temperature: float = _bounded(0.05, low=1e-6)
     # Extra negatives per batch drawn from the whole catalogue, on top of in-batch negatives.
@@ -221,6 +290,8 @@ class ModelConfig:
     alpharec: AlphaRecConfig = field(default_factory=AlphaRecConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
     akt_rec: AktRecConfig = field(default_factory=AktRecConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    eimf: EimfConfig = field(default_factory=EimfConfig)
 
 
 @dataclass
@@ -346,6 +417,12 @@ class LLMConfig:
     cache_dir: Optional[str] = None
     # EIMF: at most this many explicit interests per user.
     max_interests: int = _bounded(5, low=1)
+    # EIMF: where each typical user's explicit interests come from. "llm": phrases the LLM writes
+    # from its training item titles, then encoded (none when backend is "none"); "item_centroids":
+    # no LLM, the L2-normalised k-means centroids (k = min(max_interests, its distinct items), seeded) of
+    # its training items' metadata vectors, largest cluster first. Either way, shared with its
+    # Affinity-Propagation cluster; the features manifest records the source (llm.interests.source).
+    interests_source: Literal["llm", "item_centroids"] = "llm"
     # EIMF typical-sample selection with Affinity Propagation: preference (None: median similarity),
     # damping, and how many users are clustered exactly (the rest join their nearest exemplar).
     ap_preference: Optional[float] = None

@@ -58,7 +58,8 @@ class EvalTargets:
     """Who is evaluated on a split, what they should retrieve, and what must not be recommended.
 
     `users[i]` has targets row i (its items in the split) and exclude row i (its items from
-    earlier splits: train for valid; train + valid for test). Rows are sorted ascending.
+    earlier splits: train for valid; train + valid for test; under split "users" also the held-out
+    user's input items). Rows are sorted ascending.
     """
 
     split: str
@@ -150,7 +151,7 @@ class PreparedDataset:
         self.root = root
         self.manifest = manifest
         self.stats = stats
-        self._timelines: Optional[Tuple[CsrRows, CsrRows, CsrRows]] = None
+        self._timelines: Optional[Dict[str, CsrRows]] = None
 
     @classmethod
     def open(cls, root: Union[str, Path], check_sizes: bool = True) -> "PreparedDataset":
@@ -327,48 +328,67 @@ class PreparedDataset:
 
     # ------------------------------------------------------------ users' items per split
 
+    @property
+    def split_method(self) -> str:
+        """How the interactions were split (`data.split`): "leave_one_out", "ratio" or "users"."""
+        return str(self.stats.get("split", self.manifest.get("data_config", {}).get("split", "leave_one_out")))
+
     def split_items(self, split: str) -> CsrRows:
         """Every user's items in `split` (rows by user index), in chronological order."""
-        train, valid, test = self._load_timelines()
-        return {"train": train, "valid": valid, "test": test}[spec.split_dir(split)]
+        return self._load_timelines()[spec.SPLIT_ITEMS[spec.split_dir(split)]]
 
-    def _load_timelines(self) -> Tuple[CsrRows, CsrRows, CsrRows]:
+    def split_inputs(self, split: str) -> CsrRows:
+        """Split "users": every held-out user's input items for `split` ("valid" or "test"), in
+        chronological order; rows of the other users (and every row of other splits) are empty."""
+        if split not in spec.SPLIT_INPUT_ITEMS:
+            raise ValueError(f"expected split 'valid' or 'test', got {split!r}")
+        return self._load_timelines()[spec.SPLIT_INPUT_ITEMS[split]]
+
+    def _load_timelines(self) -> Dict[str, CsrRows]:
+        """{user feature: rows by user index} for every split's items and the held-out inputs."""
         if self._timelines is not None:
             return self._timelines
+        features = [*spec.SPLIT_ITEMS.values(), *spec.SPLIT_INPUT_ITEMS.values()]
         users: List[np.ndarray] = []
-        lengths: Dict[str, List[np.ndarray]] = {split: [] for split in spec.SPLITS}
-        values: Dict[str, List[np.ndarray]] = {split: [] for split in spec.SPLITS}
+        lengths: Dict[str, List[np.ndarray]] = {feature: [] for feature in features}
+        values: Dict[str, List[np.ndarray]] = {feature: [] for feature in features}
         for path in self.shard_files("users"):
             for batch in _read_records(path, spec.USER_FEATURES):
                 batch_users = batch[spec.USER_INDEX].numpy()
                 users.append(batch_users)
-                for split, feature in spec.SPLIT_ITEMS.items():
+                for feature in features:
                     sparse = batch[feature]
                     rows = sparse.indices.numpy()[:, 0]
-                    lengths[split].append(np.bincount(rows, minlength=len(batch_users)).astype(np.int64))
-                    values[split].append(sparse.values.numpy())
+                    lengths[feature].append(np.bincount(rows, minlength=len(batch_users)).astype(np.int64))
+                    values[feature].append(sparse.values.numpy())
         all_users = np.concatenate(users) if users else np.zeros(0, np.int64)
         if not np.array_equal(np.sort(all_users), np.arange(self.num_users)):
             raise DataError(self.root / spec.USERS_DIR, f"user records do not cover user indices 0..{self.num_users - 1}")
         order = np.argsort(all_users, kind="stable")
-        timelines = []
-        for split in spec.SPLITS:
-            stored = CsrRows(_rows_from_lengths(np.concatenate(lengths[split]) if lengths[split] else np.zeros(0)),
-                             np.concatenate(values[split]).astype(np.int64) if values[split] else np.zeros(0, np.int64))
-            timelines.append(select_rows(stored, order, sort_within=False))
-        self._timelines = (timelines[0], timelines[1], timelines[2])
+        timelines = {}
+        for feature in features:
+            stored = CsrRows(_rows_from_lengths(np.concatenate(lengths[feature]) if lengths[feature] else np.zeros(0)),
+                             np.concatenate(values[feature]).astype(np.int64) if values[feature]
+                             else np.zeros(0, np.int64))
+            timelines[feature] = select_rows(stored, order, sort_within=False)
+        self._timelines = timelines
         return self._timelines
 
     def _items_before(self, split: str) -> CsrRows:
-        train, valid, _ = self._load_timelines()
-        if split == "valid":
-            return train
+        """Each user's items known before `split`, chronological within each part: valid: train +
+        valid inputs; test: train + valid inputs + valid + test inputs (inputs: split "users" only)."""
+        if split not in ("valid", "test"):
+            raise ValueError(f"expected split 'valid' or 'test', got {split!r}")
+        timelines = self._load_timelines()
+        before = _concat_rows(timelines[spec.TRAIN_ITEMS], timelines[spec.VALID_INPUT_ITEMS])
         if split == "test":
-            return _concat_rows(train, valid)
-        raise ValueError(f"expected split 'valid' or 'test', got {split!r}")
+            before = _concat_rows(before, timelines[spec.VALID_ITEMS])
+            before = _concat_rows(before, timelines[spec.TEST_INPUT_ITEMS])
+        return before
 
     def query_histories(self, split: str) -> Tuple[np.ndarray, np.ndarray]:
-        """Each user's history as it stands at `split` (valid: train items; test: train + valid).
+        """Each user's history as it stands at `split` (valid: train items; test: train + valid;
+        under split "users" a held-out user's history is its input items).
 
         Returns int64 [num_users, max_history] (most recent first, padded with PAD_ITEM) and
         int64 [num_users] lengths: exactly the `history` a split example of that user carries.
@@ -376,7 +396,8 @@ class PreparedDataset:
         return _recent_first(self._items_before(split), self.max_history)
 
     def eval_targets(self, split: str) -> EvalTargets:
-        """Users with items in `split`, those items, and their earlier-split items to exclude."""
+        """Users with items in `split`, those items, and their earlier items to exclude (under split
+        "users", a held-out user's targets are its items after the input and the input is excluded)."""
         earlier = self._items_before(split)
         targets = self.split_items(split)
         users = np.flatnonzero(targets.lengths() > 0).astype(np.int64)

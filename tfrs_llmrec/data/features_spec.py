@@ -56,7 +56,8 @@ def user_features(dimension: int, sid_levels: int) -> Dict[str, object]:
     return {
         USER_INDEX: tf.io.FixedLenFeature([], tf.int64),
         HISTORY_VECTOR: tf.io.FixedLenFeature([dimension], tf.float32),
-        # num_interests x dimension, row-major (at most max_interests rows; none without an LLM).
+        # num_interests x dimension, row-major (at most max_interests rows; none when
+        # features.llm.interests_source is "llm" without an LLM backend).
         INTERESTS: tf.io.VarLenFeature(tf.float32),
         NUM_INTERESTS: tf.io.FixedLenFeature([], tf.int64),
         SEMANTIC_ID: tf.io.FixedLenFeature([sid_levels], tf.int64),

@@ -56,11 +56,18 @@ def item_example(item_index: int, item_id: str, title: str, genres: Sequence[str
 
 
 def user_example(user_index: int, user_id: str, train_items: Sequence[int], valid_items: Sequence[int],
-                 test_items: Sequence[int]) -> bytes:
-    return serialize({
+                 test_items: Sequence[int], valid_input_items: Sequence[int] = (),
+                 test_input_items: Sequence[int] = ()) -> bytes:
+    features = {
         spec.USER_INDEX: int64s([user_index]),
         spec.USER_ID: strings([user_id]),
         spec.TRAIN_ITEMS: int64s(list(train_items)),
         spec.VALID_ITEMS: int64s(list(valid_items)),
         spec.TEST_ITEMS: int64s(list(test_items)),
-    })
+    }
+    # Held-out users' inputs (split "users") are written only when present: a missing key parses
+    # as empty, and every other record stays byte-identical to the format without them.
+    for feature, items in ((spec.VALID_INPUT_ITEMS, valid_input_items), (spec.TEST_INPUT_ITEMS, test_input_items)):
+        if len(items):
+            features[feature] = int64s(list(items))
+    return serialize(features)

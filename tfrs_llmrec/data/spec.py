@@ -12,6 +12,24 @@ A prepared dataset is one directory, renamed into place only when complete:
 Splits are `train`, `valid`, `test`. An interaction's `history` holds the user's earlier items
 of the splits before it (for `valid`: all train items; for `test`: train + valid), most recent
 first, truncated to `max_history` and padded with PAD_ITEM.
+
+How interactions reach the splits depends on `data.split` (recorded in stats.json "split"):
+
+  leave_one_out, ratio   every user's chronological timeline is cut into train, valid and test.
+  users                  (EIMF's / ComiRec's protocol) the users are divided into train, valid and
+                         test groups. A train user's whole timeline is in `train` (each record's
+                         history: its earlier items). A valid (test) user has no train items: the
+                         first `holdout_input_fraction` of its timeline is its INPUT, stored only
+                         in its user record (`valid_input_items` / `test_input_items`), never in an
+                         interaction shard; each remaining item is one `valid` (`test`) record
+                         whose history is the input, most recent first.
+
+The user records (USER_FEATURES, below) hold each user's items per split and, under `users`, the
+held-out users' inputs, all chronological. The input features are written only when non-empty;
+a missing key parses as empty, so datasets written before they existed read unchanged. What a
+split's evaluation excludes and queries with is the user's items before it:
+`valid`: train + valid inputs; `test`: train + valid inputs + valid + test inputs (for
+leave_one_out and ratio the inputs are empty, so: train, and train + valid).
 """
 
 from __future__ import annotations
@@ -82,6 +100,10 @@ TRAIN_ITEMS = "train_items"
 VALID_ITEMS = "valid_items"
 TEST_ITEMS = "test_items"
 SPLIT_ITEMS = {"train": TRAIN_ITEMS, "valid": VALID_ITEMS, "test": TEST_ITEMS}
+# Split "users": a held-out user's input items (chronological); empty for everyone else.
+VALID_INPUT_ITEMS = "valid_input_items"
+TEST_INPUT_ITEMS = "test_input_items"
+SPLIT_INPUT_ITEMS = {"valid": VALID_INPUT_ITEMS, "test": TEST_INPUT_ITEMS}
 
 USER_FEATURES = {
     USER_INDEX: tf.io.FixedLenFeature([], tf.int64),
@@ -89,6 +111,8 @@ USER_FEATURES = {
     TRAIN_ITEMS: tf.io.VarLenFeature(tf.int64),
     VALID_ITEMS: tf.io.VarLenFeature(tf.int64),
     TEST_ITEMS: tf.io.VarLenFeature(tf.int64),
+    VALID_INPUT_ITEMS: tf.io.VarLenFeature(tf.int64),
+    TEST_INPUT_ITEMS: tf.io.VarLenFeature(tf.int64),
 }
 
 

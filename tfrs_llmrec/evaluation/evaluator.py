@@ -83,7 +83,9 @@ def evaluate_retrieval(query_fn: Callable[[np.ndarray], np.ndarray], item_embedd
     """Full-ranking metrics of `query_fn` x `item_embeddings` for `users` (see module docstring).
 
     Args:
-      query_fn: int64 user indices [B] -> float32 query embeddings [B, d].
+      query_fn: int64 user indices [B] -> float32 query embeddings [B, d], or [B, K, d] for
+        multi-interest models (an item scores its best dot product over the K interests, what a
+        per-interest search merged by max score returns).
       item_embeddings: [N, d]; a user's score for item j is the dot product with row j. The
         popularity baseline is d = 1 with queries of ones.
       users: [U] user indices, one per CSR row.
@@ -133,9 +135,11 @@ def evaluate_retrieval(query_fn: Callable[[np.ndarray], np.ndarray], item_embedd
         for start in range(0, users.size, batch_size):
             stop = min(start + batch_size, users.size)
             query = np.asarray(query_fn(users[start:stop].astype(np.int64)), dtype=np.float32)
-            if query.shape != (stop - start, item_embeddings.shape[1]):
-                raise ValueError(f"query_fn returned shape {query.shape} for {stop - start} users, "
-                                 f"expected ({stop - start}, {item_embeddings.shape[1]})")
+            if query.shape[:1] != (stop - start,) or query.ndim not in (2, 3) \
+                    or query.shape[-1] != item_embeddings.shape[1]:
+                raise ValueError(f"query_fn returned shape {query.shape} for {stop - start} users, expected "
+                                 f"({stop - start}, {item_embeddings.shape[1]}) or ({stop - start}, K, "
+                                 f"{item_embeddings.shape[1]})")
             if not np.all(np.isfinite(query)):
                 raise ValueError("query_fn returned non-finite values")
             low, high = targets_indptr[start], targets_indptr[stop]

@@ -16,3 +16,12 @@ from tfrs_llmrec.layers.mmoe import MMoE
 from tfrs_llmrec.layers.target_attention import TargetAttention
 
 __all__ += ["ClusterGatedEmbedding", "ClusterGatedOutput", "Dice", "MMoE", "TargetAttention", "activation_layer"]
+
+from tfrs_llmrec.layers.interest_extraction import CapsuleInterestExtractor, SelfAttentiveInterests
+from tfrs_llmrec.layers.interest_readout import (InterestSelfAttention, TargetAwareInterestAttention,
+                                                 label_aware_attention)
+from tfrs_llmrec.layers.sequence_encoder import CausalSelfAttentionEncoder, MultiHeadSelfAttention
+
+__all__ += ["CapsuleInterestExtractor", "CausalSelfAttentionEncoder", "InterestSelfAttention",
+            "MultiHeadSelfAttention", "SelfAttentiveInterests", "TargetAwareInterestAttention",
+            "label_aware_attention"]

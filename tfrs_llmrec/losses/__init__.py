@@ -12,3 +12,11 @@ from tfrs_llmrec.losses.asymmetric_transfer import asymmetric_transfer_loss
 from tfrs_llmrec.losses.orthogonality import orthogonality_loss
 
 __all__ += ["asymmetric_transfer_loss", "orthogonality_loss"]
+
+from tfrs_llmrec.losses.modality_alignment import cosine_distance, modality_alignment_loss
+
+__all__ += ["cosine_distance", "modality_alignment_loss"]
+
+from tfrs_llmrec.losses.routing_regularization import routing_regularization_loss
+
+__all__ += ["routing_regularization_loss"]

@@ -7,6 +7,12 @@ negatives more often, are not pushed down more than the full softmax would push 
 (Yi et al., "Sampling-bias-corrected neural modeling", RecSys 2019). Accidental hits (a
 candidate with the same item ID as the row's positive, other than the positive itself) are
 removed from the row's denominator.
+
+Interest-aware hard negatives (REMI, Xie et al., RecSys 2023): with `hardness` beta > 0 the
+negatives are re-weighted as if drawn from q_b(j) proportional to exp(beta * s_bj) instead of the
+sampler: negative j of row b enters the denominator with weight n_b * softmax_j(beta * s_bj) over the
+row's n_b negatives (a Monte-Carlo estimate of the hard-negative distribution; the weights carry
+no gradient). beta = 0 gives every negative weight 1, the plain sampled softmax.
 """
 
 from typing import Optional
@@ -22,7 +28,8 @@ def sampled_softmax_loss(query_embeddings: tf.Tensor, candidate_embeddings: tf.T
                          candidate_ids: tf.Tensor, positive_ids: tf.Tensor, temperature: float = 1.0,
                          candidate_log_q: Optional[tf.Tensor] = None,
                          remove_accidental_hits: bool = True,
-                         sample_weight: Optional[tf.Tensor] = None, label_offset=0) -> tf.Tensor:
+                         sample_weight: Optional[tf.Tensor] = None, label_offset=0,
+                         hardness: float = 0.0) -> tf.Tensor:
     """Mean cross-entropy of row b against candidate `label_offset` + b.
 
     Args:
@@ -36,6 +43,7 @@ def sampled_softmax_loss(query_embeddings: tf.Tensor, candidate_embeddings: tf.T
       remove_accidental_hits: mask candidates that share the positive's ID.
       sample_weight: [B] optional per-row weights.
       label_offset: scalar position of row 0's positive among the candidates.
+      hardness: REMI's beta (see the module docstring); 0 leaves the negatives unweighted.
     """
     query_embeddings = full_precision(query_embeddings)
     candidate_embeddings = tf.cast(candidate_embeddings, query_embeddings.dtype)
@@ -49,8 +57,20 @@ def sampled_softmax_loss(query_embeddings: tf.Tensor, candidate_embeddings: tf.T
         same_item = tf.equal(positive_ids[:, tf.newaxis], candidate_ids[tf.newaxis, :])
         accidental = tf.logical_and(same_item, labels == 0)
         logits = tf.where(accidental, tf.constant(_MASKED_LOGIT, logits.dtype), logits)
+    if hardness > 0.0:
+        logits += tf.stop_gradient(_hard_negative_log_weights(logits, labels, hardness))
     losses = tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     if sample_weight is None:
         return tf.reduce_mean(losses)
     weights = tf.cast(sample_weight, losses.dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(losses * weights), tf.reduce_sum(weights))
+
+
+def _hard_negative_log_weights(logits: tf.Tensor, labels: tf.Tensor, hardness: float) -> tf.Tensor:
+    """log(n_b * softmax_j(hardness * logit_bj)) over each row's negatives; 0 at the positive and at
+    masked (accidental-hit) candidates, which stay masked."""
+    negative = tf.logical_and(labels == 0, logits > _MASKED_LOGIT / 2)
+    scaled = tf.where(negative, hardness * logits, tf.constant(_MASKED_LOGIT, logits.dtype))
+    count = tf.reduce_sum(tf.cast(negative, logits.dtype), axis=1, keepdims=True)
+    log_weights = tf.nn.log_softmax(scaled, axis=1) + tf.math.log(tf.maximum(count, 1.0))
+    return tf.where(negative, log_weights, tf.zeros_like(logits))

@@ -152,15 +152,23 @@ _NEGATIVE_INFINITY = float("-inf")
 _POSITIVE_INFINITY = float("inf")
 
 
+def _interest_scores(query, items):
+    """[B, C] scores of queries [B, K, d]: each item's best dot product over the K interests (a
+    single-vector query is K = 1), the score a per-interest search merged by max gives."""
+    shape = tf.shape(query)
+    scores = tf.matmul(tf.reshape(query, [-1, shape[2]]), items, transpose_b=True)
+    return tf.reduce_max(tf.reshape(scores, [shape[0], shape[1], -1]), axis=1)
+
+
 def _masked_chunk_scores(query, items, masked_positions):
     """[B, C] scores with excluded and target items set to -inf, which no finite target ties."""
-    scores = tf.matmul(query, items, transpose_b=True)
+    scores = _interest_scores(query, items)
     fill = tf.fill(tf.shape(masked_positions)[:1], tf.constant(_NEGATIVE_INFINITY, scores.dtype))
     return tf.tensor_scatter_nd_update(scores, masked_positions, fill)
 
 
 @tf.function(input_signature=[
-    tf.TensorSpec([None, None], tf.float32),  # query embeddings [B, d]
+    tf.TensorSpec([None, None, None], tf.float32),  # query interests [B, K, d]
     tf.TensorSpec([None, None], tf.float32),  # item chunk [C, d]
     tf.TensorSpec([None, 2], tf.int64),       # (row, column in chunk) of masked items
     tf.TensorSpec([None, None], tf.float32),  # target scores [B, T], padding +inf
@@ -176,7 +184,7 @@ def _chunk_counts_by_comparison(query, items, masked_positions, target_scores):
 
 
 @tf.function(input_signature=[
-    tf.TensorSpec([None, None], tf.float32),  # query embeddings [B, d]
+    tf.TensorSpec([None, None, None], tf.float32),  # query interests [B, K, d]
     tf.TensorSpec([None, None], tf.float32),  # item chunk [C, d]
     tf.TensorSpec([None, 2], tf.int64),       # (row, column in chunk) of masked items
     tf.TensorSpec([None, None], tf.float32),  # target scores sorted ascending per row [B, T], padding +inf
@@ -194,13 +202,13 @@ def _chunk_counts_by_search(query, items, masked_positions, sorted_target_scores
 
 
 @tf.function(input_signature=[
-    tf.TensorSpec([None, None], tf.float32),  # query embeddings [B, d]
+    tf.TensorSpec([None, None, None], tf.float32),  # query interests [B, K, d]
     tf.TensorSpec([None, None], tf.float32),  # embeddings of distinct target items [U, d]
     tf.TensorSpec([None, 2], tf.int64),       # (row, column in U) per target
 ])
 def _target_scores(query, target_items, positions):
-    # The same matmul as the chunks, so a target tied with a non-target (same embedding) stays tied.
-    return tf.gather_nd(tf.matmul(query, target_items, transpose_b=True), positions)
+    # The same scoring as the chunks, so a target tied with a non-target (same embedding) stays tied.
+    return tf.gather_nd(_interest_scores(query, target_items), positions)
 
 
 def score_targets_against_catalogue(query_embeddings, item_embeddings, targets_indptr, targets_indices,
@@ -215,13 +223,16 @@ def score_targets_against_catalogue(query_embeddings, item_embeddings, targets_i
     (`ranks_from_counts`) to get ranks.
 
     Args:
-      query_embeddings: [B, d] float32.
+      query_embeddings: [B, d] float32, or [B, K, d] for K interests per user: an item's score is
+        then its largest dot product over the K interests.
       item_embeddings: [N, d] float32 NumPy array; scores are dot products.
       item_chunk: items scored at a time; memory is O(B * item_chunk).
       item_chunks: optional pre-split tensors of `item_embeddings` (consecutive, `item_chunk`
         rows each), so a caller looping over user batches converts the catalogue once.
     """
     query = np.asarray(query_embeddings, dtype=np.float32)
+    if query.ndim == 2:
+        query = query[:, np.newaxis, :]
     items = np.asarray(item_embeddings, dtype=np.float32)
     batch_size = query.shape[0]
     num_items = items.shape[0]

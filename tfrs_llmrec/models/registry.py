@@ -13,6 +13,7 @@ from tfrs_llmrec.models.lightgcn import LightGCNModel
 from tfrs_llmrec.models.mf_bpr import MatrixFactorizationModel
 from tfrs_llmrec.models.motir import MotiRModel
 from tfrs_llmrec.models.pop import PopularityModel
+from tfrs_llmrec.models.sequential import MultiInterestModel, SasRecModel
 from tfrs_llmrec.models.two_tower import TwoTowerModel
 
 
@@ -27,6 +28,10 @@ class ModelInputs:
     # [I, d] language-model vectors of the configured semantic source: the semantic models need them.
     item_vectors: Optional[np.ndarray] = None
     seed: Optional[int] = None
+    # Items per history (data.max_history): the sequence models' positions.
+    max_history: int = 50
+    # [U, M, d] explicit interests and [U] their counts from the features job: EIMF needs them.
+    user_interests: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class ModelSpec:
     build: Callable[[ModelConfig, ModelInputs], Union[PopularityModel, RecommenderModel]]
     needs_graph: bool = False
     needs_item_vectors: bool = False
+    needs_interests: bool = False
     trains: bool = True
 
 
@@ -52,7 +58,21 @@ MODELS: Dict[str, ModelSpec] = {
     "alpharec": ModelSpec(lambda config, inputs: AlphaRecModel(
         inputs.item_vectors, inputs.num_users, *inputs.train_pairs, config, seed=inputs.seed),
         needs_graph=True, needs_item_vectors=True),
+    "sasrec": ModelSpec(lambda config, inputs: SasRecModel(
+        len(inputs.item_train_counts), inputs.max_history, inputs.item_train_counts, config, seed=inputs.seed)),
+    **{backbone: ModelSpec(lambda config, inputs, backbone=backbone: MultiInterestModel(
+        len(inputs.item_train_counts), inputs.max_history, inputs.item_train_counts, config, backbone,
+        seed=inputs.seed)) for backbone in ("mind", "comirec_sa", "remi")},
+    "eimf": ModelSpec(lambda config, inputs: _eimf(config, inputs), needs_item_vectors=True, needs_interests=True),
 }
+
+
+def _eimf(config: ModelConfig, inputs: ModelInputs):
+    from tfrs_llmrec.models.eimf import EimfModel
+
+    interests, counts = inputs.user_interests
+    return EimfModel(len(inputs.item_train_counts), inputs.max_history, inputs.item_train_counts, inputs.item_vectors,
+                     interests, counts, config, seed=inputs.seed)
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -67,6 +87,8 @@ def build_model(name: str, config: ModelConfig, inputs: ModelInputs):
         raise ValueError(f"{name} needs the training interactions (train_pairs)")
     if spec.needs_item_vectors and inputs.item_vectors is None:
         raise ValueError(f"{name} needs the items' semantic vectors (item_vectors)")
+    if spec.needs_interests and inputs.user_interests is None:
+        raise ValueError(f"{name} needs the users' explicit interests (user_interests)")
     return spec.build(config, inputs)
 
 

@@ -3,7 +3,10 @@
 One retrieval SavedModel per index kind, with three signatures that TF Serving accepts:
 - `serving_default` (`user_id` string [B], `history` string [B, L]) -> `item_ids` string [B, K],
   `scores` float [B, K]: the top-K items, never one of the given history items;
-- `query` (same inputs) -> `query_embedding` float [B, d];
+- `query` (same inputs) -> `query_embedding` float [B, d], or [B, K, d] for a multi-interest model
+  (MIND, ComiRec-SA, REMI, EIMF): top-K then searches the index once per interest and merges the
+  lists (an item keeps its best interest's score, repeats removed), and `score` takes each
+  candidate's best interest;
 - `score` (`user_id`, `history`, `candidate_ids` string [B, C]) -> `scores` float [B, C], to rank a
   candidate list; an unknown candidate scores float32's lowest value, so it sorts last.
 Item-tower SavedModels give the item embeddings without the trainer, so an index can be rebuilt,
@@ -131,6 +134,32 @@ def top_k_excluding(scores, item_ids, history_ids, k: int) -> dict:
     return {SCORES: best_scores, ITEM_IDS: tf.gather(item_ids, best, batch_dims=1)}
 
 
+def as_interests(queries):
+    """Queries as [B, K, d]: a single-vector query [B, d] is K = 1."""
+    return queries if queries.shape.rank == 3 else queries[:, tf.newaxis, :]
+
+
+def merge_interest_candidates(scores, item_indices):
+    """Merges the candidates of K per-interest searches ([B, K * n] scores and item indices):
+    returns the scores sorted descending, with every repeat of an item after its best score set to
+    the lowest score (so a top-k never returns an item twice), and the order applied [B, K * n]."""
+    order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
+    scores, item_indices = tf.gather(scores, order, batch_dims=1), tf.gather(item_indices, order, batch_dims=1)
+    width = tf.shape(item_indices)[1]
+    earlier = tf.linalg.band_part(tf.ones([width, width], tf.bool), -1, 0) & ~tf.eye(width, dtype=tf.bool)
+    repeated = tf.reduce_any(tf.equal(item_indices[:, :, tf.newaxis], item_indices[:, tf.newaxis, :]) & earlier,
+                             axis=2)
+    return tf.where(repeated, tf.constant(UNKNOWN_CANDIDATE_SCORE, scores.dtype), scores), order
+
+
+def interest_scores(queries: np.ndarray, item_embeddings: np.ndarray) -> np.ndarray:
+    """[B, N] scores of queries [B, d] or [B, K, d] (each item's best interest) against the items."""
+    queries = np.asarray(queries, np.float32)
+    if queries.ndim == 2:
+        return queries @ item_embeddings.T
+    return np.einsum("bkd,nd->bkn", queries, item_embeddings).max(axis=1)
+
+
 class RetrievalModule(tf.Module):
     """The serving signatures over a query tower, the item embeddings and a top-K index layer."""
 
@@ -161,18 +190,27 @@ class RetrievalModule(tf.Module):
         return {QUERY_EMBEDDING: self._query_embedding(user_id, self.history.recent(history)[0])}
 
     def _score(self, user_id, history, candidate_ids):
-        queries = self._query_embedding(user_id, self.history.recent(history)[0])
+        queries = as_interests(self._query_embedding(user_id, self.history.recent(history)[0]))
         candidates = self.items.lookup(candidate_ids)
         known = candidates != PAD_ITEM
         embeddings = tf.gather(self.item_embeddings, tf.maximum(candidates, 0))
-        scores = tf.einsum("bd,bcd->bc", queries, embeddings)
+        scores = tf.reduce_max(tf.einsum("bkd,bcd->bkc", queries, embeddings), axis=1)
         return {SCORES: tf.where(known, scores, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32))}
 
     def _top_k(self, user_id, history):
         history_indices, history_ids = self.history.recent(history)
         queries = self._query_embedding(user_id, history_indices)
         # The index returns k + max_history candidates, so k remain after removing the history.
-        scores, item_ids = self.index(queries)
+        if queries.shape.rank == 2:
+            scores, item_ids = self.index(queries)
+        else:
+            # One search per interest, merged: each item keeps its best interest's score.
+            shape = tf.shape(queries)
+            scores, item_ids = self.index(tf.reshape(queries, [-1, shape[2]]))
+            item_ids = tf.reshape(item_ids, [shape[0], -1])
+            # Repeats are found on vocabulary indices: comparing strings pairwise costs ~50x more.
+            scores, order = merge_interest_candidates(tf.reshape(scores, [shape[0], -1]), self.items.lookup(item_ids))
+            item_ids = tf.gather(item_ids, order, batch_dims=1)
         return top_k_excluding(scores, item_ids, history_ids, self.k)
 
 

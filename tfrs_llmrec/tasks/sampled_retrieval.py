@@ -25,7 +25,8 @@ class SampledRetrievalTask(tf.keras.layers.Layer):
 
     def __init__(self, item_train_counts: Sequence[int], temperature: float = 0.05,
                  num_sampled_negatives: int = 0, negative_sampler: Literal["uniform", "popularity"] = "uniform",
-                 logq_correction: bool = True, remove_accidental_hits: bool = True, **kwargs):
+                 logq_correction: bool = True, remove_accidental_hits: bool = True, hardness: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         counts = np.asarray(item_train_counts, dtype=np.float64)
         if counts.ndim != 1 or counts.size == 0 or counts.sum() <= 0:
@@ -36,6 +37,8 @@ class SampledRetrievalTask(tf.keras.layers.Layer):
         self.negative_sampler = negative_sampler
         self.logq_correction = logq_correction
         self.remove_accidental_hits = remove_accidental_hits
+        # REMI's interest-aware hard negatives (losses.sampled_softmax); 0: off.
+        self.hardness = hardness
         batch_probability = counts / counts.sum()
         sampler_probability = (batch_probability if negative_sampler == "popularity"
                                else np.full_like(batch_probability, 1.0 / counts.size))
@@ -84,4 +87,5 @@ class SampledRetrievalTask(tf.keras.layers.Layer):
         return sampled_softmax_loss(query_embeddings, candidate_embeddings, candidate_ids, positive_ids,
                                     temperature=self.temperature, candidate_log_q=log_q,
                                     remove_accidental_hits=self.remove_accidental_hits,
-                                    sample_weight=sample_weight, label_offset=label_offset)
+                                    sample_weight=sample_weight, label_offset=label_offset,
+                                    hardness=self.hardness)

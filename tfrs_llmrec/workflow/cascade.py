@@ -19,6 +19,7 @@ from tfrs_llmrec.data.ctr import CtrDataset
 from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, SPLITS, USER_INDEX
 from tfrs_llmrec.metrics.ranking import metrics_from_csr_ranks
+from tfrs_llmrec.serving.export import interest_scores
 from tfrs_llmrec.serving.ranking_export import ImpressionTables, candidate_logits
 
 log = logging.getLogger("tfrs_llmrec.workflow")
@@ -88,7 +89,7 @@ def evaluate_cascade(config: ExperimentConfig, dataset_dir, ctr_dir, ranker) -> 
         rows = np.arange(start, min(start + USER_BATCH, len(targets.users)))
         users = targets.users[rows]
         queries = retriever.query_embeddings(users, query_histories[users])
-        scores = queries @ items.T
+        scores = interest_scores(queries, items)
         for position, row in enumerate(rows):
             scores[position, targets.exclude_indices[targets.exclude_indptr[row]:targets.exclude_indptr[row + 1]]] = \
                 -np.inf

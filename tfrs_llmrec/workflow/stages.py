@@ -134,6 +134,20 @@ def _semantic_item_vectors(config: ExperimentConfig, features_dir: Optional[Path
     return features.item_vectors[source]
 
 
+def _explicit_interests(config: ExperimentConfig, features_dir: Optional[PathLike]) -> Tuple[np.ndarray, np.ndarray]:
+    """EIMF's explicit interests per user from the features job; none at all is an error."""
+    from tfrs_llmrec.data.features import SemanticFeatures
+
+    if features_dir is None:
+        raise StageError(f"model {config.model.name} reads explicit interests: run the features stage first")
+    features = SemanticFeatures.open(Path(features_dir))
+    if not features.user_num_interests.any():
+        raise StageError(f"{features_dir}: no user has explicit interests, which model {config.model.name} needs; "
+                         "set features.llm.interests_source to 'item_centroids' (no LLM) or 'llm' with "
+                         "features.llm.backend set")
+    return features.user_interests, features.user_num_interests
+
+
 def build(config: ExperimentConfig, dataset: PreparedDataset, name: str, features_dir: Optional[PathLike]):
     """The untrained model `name` for this dataset (semantic vectors from `features_dir` if it needs them)."""
     spec = model_spec(name)
@@ -141,7 +155,8 @@ def build(config: ExperimentConfig, dataset: PreparedDataset, name: str, feature
         num_users=dataset.num_users, item_train_counts=dataset.item_popularity(),
         train_pairs=_train_pairs(dataset) if spec.needs_graph else None,
         item_vectors=_semantic_item_vectors(config, features_dir) if spec.needs_item_vectors else None,
-        seed=config.seed)
+        seed=config.seed, max_history=dataset.max_history,
+        user_interests=_explicit_interests(config, features_dir) if spec.needs_interests else None)
     return build_model(name, config.model, inputs)
 
 
@@ -425,8 +440,8 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
     from tfrs_llmrec.atomic_files import building_directory
     from tfrs_llmrec.data.spec import HISTORY, USER_INDEX
     from tfrs_llmrec.serving.export import (CANDIDATE_IDS, HISTORY_IDS, ITEM_IDS, QUERY_EMBEDDING, QUERY_SIGNATURE,
-                                            SCORE_SIGNATURE, SCORES, USER_ID, RetrievalModule, save_retrieval_model,
-                                            serving_query_tower)
+                                            SCORE_SIGNATURE, SCORES, USER_ID, RetrievalModule, interest_scores,
+                                            save_retrieval_model, serving_query_tower)
 
     dataset = PreparedDataset.open(Path(dataset_dir))
     name = config.model.name
@@ -451,7 +466,7 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
     user_indices[0] = -1
     inputs = {USER_ID: request_users, HISTORY_IDS: history_ids}
     queries = np.asarray(tower({USER_INDEX: tf.constant(user_indices), HISTORY: tf.constant(history)}))
-    scores = queries @ item_embeddings.T
+    scores = interest_scores(queries, item_embeddings)
     exact = _exact_top_k_excluding(scores, history, k)
     index_of = {item_id: index for index, item_id in enumerate(item_ids)}
 
@@ -480,11 +495,14 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
             if core_only:
                 reloaded = check_in_fresh_process(path, inputs, QUERY_SIGNATURE, core_only=True)[QUERY_EMBEDDING]
                 entry["query_max_abs_diff"] = float(np.max(np.abs(reloaded - queries)))
+                # What a request must send, and the query's shape per user ([K, d] for K interests).
+                entry["query_signature_inputs"] = sorted(spec.name for spec in module.query.input_signature)
+                entry["query_shape"] = list(reloaded.shape[1:])
                 candidates = np.concatenate([np.asarray(item_ids, dtype=object)[exact[:, :4]].astype(str),
                                              np.full((len(users), 1), UNKNOWN_ID)], axis=1)
                 scored = check_in_fresh_process(path, {**inputs, CANDIDATE_IDS: candidates}, SCORE_SIGNATURE,
                                                 core_only=True)[SCORES]
-                expected = np.take_along_axis(scores, exact[:, :4], axis=1)
+                expected = np.take_along_axis(scores, exact[:, :4], axis=1)  # best interest per candidate
                 entry["score_max_abs_diff"] = float(np.max(np.abs(scored[:, :4] - expected)))
                 entry["unknown_candidate_scores_lowest"] = bool(np.all(scored[:, 4] < scored[:, :4].min()))
             manifest["models"][kind] = entry
