@@ -8,7 +8,7 @@ and EIMF on each backbone: configs/<prefix>_{sasrec,mind,comirec_sa,remi,eimf}.y
 base <prefix>_sequence.yaml. `--protocol users` adds `--set data.split=users` (EIMF's protocol).
 `--ablations` runs EIMF without alignment, without prediction and without target attention;
 `--sweeps` runs gamma and (alpha, beta); `--variants-only` skips the family's own runs (their table
-rows appear once they exist). Each run is one `llmrec run CONFIG --set ...` command,
+rows appear once they exist); `--table-only` runs nothing and prints the table of what exists. Each run is one `llmrec run CONFIG --set ...` command,
 printed first so any one can be rerun alone; finished runs are reused. `--dry-run` only prints.
 The table reads each run's metrics.json (the split is the config's eval.split)."""
 
@@ -79,6 +79,7 @@ def main(argv) -> int:
     parser.add_argument("--sweeps", action="store_true")
     parser.add_argument("--variants-only", action="store_true")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the runs that exist")
     args = parser.parse_args(argv)
     from tfrs_llmrec.config import load_experiment
 
@@ -94,6 +95,8 @@ def main(argv) -> int:
             command = [llmrec, "run", str(config), "--set", f"name={name}", "--set", "export.enabled=false"]
             for switch in switches:
                 command += ["--set", switch]
+            if args.table_only:
+                continue
             print(" ".join(command), flush=True)
             if not args.dry_run and subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
                 print(f"{name}: failed", file=sys.stderr)

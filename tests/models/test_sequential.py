@@ -95,3 +95,16 @@ def test_remi_adds_the_weighted_routing_regulariser_and_hard_negatives():
 def test_unknown_backbone_is_refused():
     with pytest.raises(ValueError, match="unknown multi-interest backbone"):
         MultiInterestModel(NUM_ITEMS, LENGTH, np.ones(NUM_ITEMS), config_for("mind"), backbone="dr")
+
+
+@pytest.mark.parametrize("name", ["mind", "remi"])
+def test_routing_moves_away_from_its_random_start(name):
+    # Behaviours enter routing L2-normalised: at the initial embedding scale (|e| ~ 0.2) the
+    # agreement updates would be ~100x smaller than the N(0, 1) initial logits.
+    model = build(name)
+    features = next(grouped_batches(np.random.default_rng(4), 16))
+    _, routing = model.interests(features, training=False)
+    extractor = model.query_tower.extractor
+    start = tf.nn.softmax(extractor.initial_logits(LENGTH), axis=0).numpy()[np.newaxis]
+    valid = (features[HISTORY].numpy() != PAD_ITEM)[:, np.newaxis, :]
+    assert np.abs(np.where(valid, routing.numpy() - start, 0.0)).max() > 0.1

@@ -76,6 +76,10 @@ class InterestQueryTower(tf.keras.layers.Layer):
         embeddings = self.item_embedding(tf.maximum(history, 0))
         mask = history != PAD_ITEM
         if isinstance(self.extractor, CapsuleInterestExtractor):
+            # Routing agreement is a dot product against N(0, 1) initial logits, so it needs
+            # behaviours of a fixed scale: under cosine scoring the raw embeddings stay near their
+            # small initial norm and the routing would never move from its random start.
+            embeddings = _normalized(embeddings, self.l2_normalize)
             interests, weights = self.extractor(embeddings, mask, training=training, return_routing=True)
         else:
             interests, weights = self.extractor(embeddings, mask, training=training, return_attention=True)
