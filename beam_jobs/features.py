@@ -164,11 +164,10 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
 def user_history_vectors(dataset: PreparedDataset, item_vectors: np.ndarray) -> np.ndarray:
     """Each user's mean training-item vector, L2-normalised (zeros for a user with no items)."""
     train = dataset.split_items("train")
-    sums = np.add.reduceat(item_vectors[train.indices], train.indptr[:-1], axis=0) if len(train.indices) else None
     users = np.zeros((len(train), item_vectors.shape[1]), np.float32)
-    lengths = train.lengths()
-    if sums is not None:
-        users[lengths > 0] = sums[lengths > 0]
+    # Sums per user row; users without training items (the users split's held-out users) stay zero.
+    rows = np.repeat(np.arange(len(train)), train.lengths())
+    np.add.at(users, rows, item_vectors[train.indices])
     return _normalise(users)
 
 

@@ -22,7 +22,7 @@ MODELS = ("sasrec", "mind", "comirec_sa", "remi")
 ABLATIONS = {"no-alignment": ["model.eimf.use_alignment=false"],
              "no-prediction": ["model.eimf.use_prediction=false"],
              "no-target-attention": ["model.eimf.use_target_attention=false"]}
-SWEEPS = {**{f"gamma-{gamma}": [f"model.eimf.gamma={gamma}"] for gamma in (0.01, 0.05, 0.5, 1.0)},
+SWEEPS = {**{f"gamma-{gamma}": [f"model.eimf.gamma={gamma}"] for gamma in (0.0, 0.01, 0.05, 0.5, 1.0)},
           **{f"alpha-{alpha}-beta-{beta}": [f"model.eimf.alpha={alpha}", f"model.eimf.beta={beta}"]
              for alpha, beta in ((0.5, 0.0), (0.375, 0.125), (0.125, 0.375), (0.0, 0.5))}}
 COLUMNS = ("recall@20", "ndcg@20", "hr@20", "recall@50", "ndcg@50", "hr@50")

@@ -10,6 +10,7 @@ from beam_jobs.features import item_texts, run_features, user_history_vectors
 from beam_jobs.ingest import run_ingestion
 from tfrs_llmrec.config import load_experiment
 from tfrs_llmrec.data import PreparedDataset
+from tfrs_llmrec.data.dataset import CsrRows
 from tfrs_llmrec.data.features import SemanticFeatures
 from tfrs_llmrec.encoders import build_encoder
 
@@ -59,6 +60,20 @@ def test_user_vector_is_normalised_mean_of_training_items(prepared):
     train = dataset.split_items("train")
     expected = vectors[train.row(0)].mean(axis=0)
     np.testing.assert_allclose(users[0], expected / np.linalg.norm(expected), rtol=1e-6)
+
+
+def test_users_without_training_items_get_zero_vectors_wherever_they_are():
+    # The users split leaves held-out users without training items, the last user index included.
+    class Timelines:
+        def split_items(self, split):
+            return CsrRows(np.array([0, 0, 2, 2, 3, 3]), np.array([1, 2, 0]))
+
+    vectors = np.eye(3, 4, dtype=np.float32)
+    users = user_history_vectors(Timelines(), vectors)
+    expected = np.zeros((5, 4), np.float32)
+    expected[1, 1:3] = expected[3, 0] = 1.0
+    expected[1] /= np.sqrt(2.0)
+    np.testing.assert_allclose(users, expected, rtol=1e-6)
 
 
 def test_features_job_writes_vectors_ids_and_manifest(prepared):
