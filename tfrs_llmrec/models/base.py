@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_llmrec.config.schema import TrainConfig
+from tfrs_llmrec.data.spec import HISTORY, USER_INDEX
 
 
 class Replicas:
@@ -153,16 +154,19 @@ class TrainableModel(tfrs.Model):
 
 
 class RecommenderModel(TrainableModel, metaclass=abc.ABCMeta):
-    """A trainable retrieval model. Subclasses implement `compute_loss`, `item_embeddings` and
-    `query_embeddings`; the defaults below describe a one-stage model with a `query_tower`."""
+    """A trainable retrieval model. Subclasses implement `compute_loss` and `item_embeddings`; the
+    defaults below describe a one-stage model with a `query_tower` (models without one override
+    `query_embeddings` and `serving_query_tower`)."""
 
     @abc.abstractmethod
     def item_embeddings(self) -> np.ndarray:
         """[I, d] every item's embedding, as retrieval scores them."""
 
-    @abc.abstractmethod
     def query_embeddings(self, user_indices: np.ndarray, histories: np.ndarray) -> np.ndarray:
-        """[B, d] the queries of `user_indices` with their `histories` ([B, L], PAD_ITEM-padded)."""
+        """[B, d] (or [B, K, d] for K interests) the queries of `user_indices` with their `histories`
+        ([B, L], PAD_ITEM-padded): the query tower's output."""
+        return self.query_tower({USER_INDEX: tf.constant(user_indices, tf.int64),
+                                 HISTORY: tf.constant(histories, tf.int64)}).numpy()
 
     def serving_query_tower(self):
         """The (features) -> query embedding callable to export, or None when not exportable."""

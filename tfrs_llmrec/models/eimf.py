@@ -27,7 +27,8 @@ from tfrs_llmrec.layers.initializers import glorot
 from tfrs_llmrec.layers.interest_readout import InterestSelfAttention, TargetAwareInterestAttention
 from tfrs_llmrec.layers.pooling import MaskedMeanPooling
 from tfrs_llmrec.losses.modality_alignment import modality_alignment_loss
-from tfrs_llmrec.models.sequential import MultiInterestModel, sequence_task
+from tfrs_llmrec.models.sequential import MultiInterestModel
+from tfrs_llmrec.models.two_tower import retrieval_task
 
 
 class EimfModel(MultiInterestModel):
@@ -53,7 +54,7 @@ class EimfModel(MultiInterestModel):
         self.implicit_attention = TargetAwareInterestAttention(self.dim, seed=base + 103)
         self.explicit_attention = TargetAwareInterestAttention(self.dim, seed=base + 104)
         self.explicit_pooling = MaskedMeanPooling()
-        self.semantic_task = sequence_task(item_train_counts, config)
+        self.semantic_task = retrieval_task(item_train_counts, config)
         self.semantic_site = self.new_sampling_site()
 
     def embed_texts(self, item_indices: tf.Tensor) -> tf.Tensor:

@@ -136,7 +136,3 @@ class MotiRModel(RecommenderModel):
         """[I] cosine between each item's semantic and ID embeddings (stage 2's progress)."""
         return all_items(lambda items: tf.reduce_sum(self.semantic_tower(items) * self.item_tower(items), axis=-1),
                          self.num_items)
-
-    def query_embeddings(self, user_indices: np.ndarray, histories: np.ndarray) -> np.ndarray:
-        return self.query_tower({USER_INDEX: tf.constant(user_indices, tf.int64),
-                                 HISTORY: tf.constant(histories, tf.int64)}).numpy()

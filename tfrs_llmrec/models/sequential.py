@@ -19,25 +19,18 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_llmrec.config.schema import ModelConfig
-from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX
+from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM
 from tfrs_llmrec.layers.initializers import embedding_uniform
 from tfrs_llmrec.layers.interest_extraction import CapsuleInterestExtractor, SelfAttentiveInterests
 from tfrs_llmrec.layers.interest_readout import label_aware_attention
 from tfrs_llmrec.layers.sequence_encoder import CausalSelfAttentionEncoder
 from tfrs_llmrec.losses.routing_regularization import routing_regularization_loss
 from tfrs_llmrec.models.base import RecommenderModel, all_items
-from tfrs_llmrec.tasks.sampled_retrieval import SampledRetrievalTask
+from tfrs_llmrec.models.two_tower import retrieval_task
 
 # The multi-interest backbones by model name: routing (MIND, REMI) or self-attention (ComiRec-SA).
 ROUTING_BACKBONES = ("mind", "remi")
 BACKBONES = ("mind", "comirec_sa", "remi")
-
-
-def sequence_task(item_train_counts: Sequence[int], config: ModelConfig, hardness: float = 0.0):
-    return SampledRetrievalTask(item_train_counts, temperature=config.temperature,
-                                num_sampled_negatives=config.num_sampled_negatives,
-                                negative_sampler=config.negative_sampler, logq_correction=config.logq_correction,
-                                remove_accidental_hits=config.remove_accidental_hits, hardness=hardness)
 
 
 def _normalized(vectors: tf.Tensor, l2_normalize: bool) -> tf.Tensor:
@@ -99,7 +92,7 @@ class SequentialRetrievalModel(RecommenderModel):
         self.l2_normalize = config.tower.l2_normalize
         self.item_embedding = tf.keras.layers.Embedding(num_items, self.dim, name="item_id_embedding",
                                                         embeddings_initializer=embedding_uniform(seed))
-        self.task = sequence_task(item_train_counts, config, hardness)
+        self.task = retrieval_task(item_train_counts, config, hardness)
         self.cross_replica_negatives = config.cross_replica_negatives
         self.negatives_site = self.new_sampling_site()
 
@@ -113,10 +106,6 @@ class SequentialRetrievalModel(RecommenderModel):
 
     def item_embeddings(self) -> np.ndarray:
         return all_items(self.embed_items, self.num_items)
-
-    def query_embeddings(self, user_indices: np.ndarray, histories: np.ndarray) -> np.ndarray:
-        return self.query_tower({USER_INDEX: tf.constant(user_indices, tf.int64),
-                                 HISTORY: tf.constant(histories, tf.int64)}).numpy()
 
 
 class SasRecModel(SequentialRetrievalModel):

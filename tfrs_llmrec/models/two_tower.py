@@ -12,12 +12,14 @@ from tfrs_llmrec.models.base import RecommenderModel, all_items
 from tfrs_llmrec.tasks.sampled_retrieval import SampledRetrievalTask
 
 
-def retrieval_task(item_train_counts: Sequence[int], config: ModelConfig) -> SampledRetrievalTask:
-    """The sampled-softmax task every ID-tower retriever trains with."""
+def retrieval_task(item_train_counts: Sequence[int], config: ModelConfig,
+                   hardness: float = 0.0) -> SampledRetrievalTask:
+    """The sampled-softmax task every ID-tower retriever trains with (`hardness`: REMI's
+    interest-aware hard negatives, 0 for everyone else)."""
     return SampledRetrievalTask(item_train_counts, temperature=config.temperature,
                                 num_sampled_negatives=config.num_sampled_negatives,
                                 negative_sampler=config.negative_sampler, logq_correction=config.logq_correction,
-                                remove_accidental_hits=config.remove_accidental_hits)
+                                remove_accidental_hits=config.remove_accidental_hits, hardness=hardness)
 
 
 class TwoTowerModel(RecommenderModel):
@@ -41,7 +43,3 @@ class TwoTowerModel(RecommenderModel):
 
     def item_embeddings(self) -> np.ndarray:
         return all_items(self.item_tower, self.num_items)
-
-    def query_embeddings(self, user_indices: np.ndarray, histories: np.ndarray) -> np.ndarray:
-        return self.query_tower({USER_INDEX: tf.constant(user_indices, tf.int64),
-                                 HISTORY: tf.constant(histories, tf.int64)}).numpy()
