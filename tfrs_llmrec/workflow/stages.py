@@ -121,28 +121,27 @@ def _train_pairs(dataset: PreparedDataset) -> Tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(len(train), dtype=np.int64), train.lengths()), train.indices.astype(np.int64)
 
 
-def _semantic_item_vectors(config: ExperimentConfig, features_dir: Optional[PathLike]) -> np.ndarray:
-    """The items' vectors of the configured semantic source, from the features job."""
+def _semantic_features(config: ExperimentConfig, features_dir: Optional[PathLike], what: str):
+    """The features job's output (`SemanticFeatures`), which the model reads `what` from."""
     from tfrs_llmrec.data.features import SemanticFeatures
 
     if features_dir is None:
-        raise StageError(f"model {config.model.name} reads semantic item vectors: run the features stage first")
-    features = SemanticFeatures.open(Path(features_dir))
+        raise StageError(f"model {config.model.name} reads {what}: run the features stage first")
+    return SemanticFeatures.open(Path(features_dir))
+
+
+def _semantic_item_vectors(config: ExperimentConfig, features) -> np.ndarray:
+    """The items' vectors of the configured semantic source, from `features` (`SemanticFeatures`)."""
     source = config.model.semantic.source
     if source == "motivation" and not features.has_motivation.any():
         raise StageError("model.semantic.source: 'motivation' needs LLM motivations; set features.llm.backend")
     return features.item_vectors[source]
 
 
-def _explicit_interests(config: ExperimentConfig, features_dir: Optional[PathLike]) -> Tuple[np.ndarray, np.ndarray]:
-    """EIMF's explicit interests per user from the features job; none at all is an error."""
-    from tfrs_llmrec.data.features import SemanticFeatures
-
-    if features_dir is None:
-        raise StageError(f"model {config.model.name} reads explicit interests: run the features stage first")
-    features = SemanticFeatures.open(Path(features_dir))
+def _explicit_interests(config: ExperimentConfig, features) -> Tuple[np.ndarray, np.ndarray]:
+    """EIMF's explicit interests per user from `features` (`SemanticFeatures`); none at all is an error."""
     if not features.user_num_interests.any():
-        raise StageError(f"{features_dir}: no user has explicit interests, which model {config.model.name} needs; "
+        raise StageError(f"{features.root}: no user has explicit interests, which model {config.model.name} needs; "
                          "set features.llm.interests_source to 'item_centroids' (no LLM) or 'llm' with "
                          "features.llm.backend set")
     return features.user_interests, features.user_num_interests
@@ -151,12 +150,16 @@ def _explicit_interests(config: ExperimentConfig, features_dir: Optional[PathLik
 def build(config: ExperimentConfig, dataset: PreparedDataset, name: str, features_dir: Optional[PathLike]):
     """The untrained model `name` for this dataset (semantic vectors from `features_dir` if it needs them)."""
     spec = model_spec(name)
+    features = None
+    if spec.needs_item_vectors or spec.needs_interests:  # read once, whatever the model takes from it
+        features = _semantic_features(config, features_dir,
+                                      "semantic item vectors" if spec.needs_item_vectors else "explicit interests")
     inputs = ModelInputs(
         num_users=dataset.num_users, item_train_counts=dataset.item_popularity(),
         train_pairs=_train_pairs(dataset) if spec.needs_graph else None,
-        item_vectors=_semantic_item_vectors(config, features_dir) if spec.needs_item_vectors else None,
+        item_vectors=_semantic_item_vectors(config, features) if spec.needs_item_vectors else None,
         seed=config.seed, max_history=dataset.max_history,
-        user_interests=_explicit_interests(config, features_dir) if spec.needs_interests else None)
+        user_interests=_explicit_interests(config, features) if spec.needs_interests else None)
     return build_model(name, config.model, inputs)
 
 
@@ -534,7 +537,8 @@ def _export_item_towers(config: ExperimentConfig, dataset: PreparedDataset, feat
     sample = np.arange(min(256, len(item_ids)))
     sample_ids = np.asarray(item_ids, dtype=object)[sample].astype(str)
     text_only_tower = model.text_only_item_tower()
-    vectors = None if text_only_tower is None else _semantic_item_vectors(config, features_dir)
+    vectors = (None if text_only_tower is None else
+               _semantic_item_vectors(config, _semantic_features(config, features_dir, "semantic item vectors")))
     path = save_item_tower(item_ids, item_embeddings, export_dir / ITEM_TOWER_DIR, text_only_tower,
                            None if vectors is None else vectors.shape[1])
     reloaded = check_in_fresh_process(path, {ITEM_ID: sample_ids}, core_only=True)[EMBEDDING]
