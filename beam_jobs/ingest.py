@@ -336,37 +336,31 @@ class _BuildExamples(beam.DoFn):
         history_limit = self._max_history
         group = user_groups[user] if self._split == "users" else "train"
         inputs = {"valid": [], "test": []}
-        if group != "train":  # a held-out user of split "users"
-            cut = input_cut(len(items), self._input_fraction)
-            inputs[group] = items[:cut]
-            per_split = {"train": [], "valid": [], "test": []}
-            per_split[group] = items[cut:]
-            query = inputs[group][-history_limit:][::-1]
-            for position in range(cut, len(events)):
-                timestamp, item, label = events[position]
-                example = records.interaction_example(user_index, item, int(math.floor(timestamp)), label, query,
-                                                      history_limit)
-                shard = shard_of(user_index, position, self._num_shards)
-                yield TaggedOutput(group, (shard, ((user_index, position), example)))
-            train_items, valid_items, test_items = per_split["train"], per_split["valid"], per_split["test"]
+        start = 0  # items before the split records: a held-out user's input
+        if group != "train":  # a held-out user of split "users": no train items, the rest in its group
+            start = input_cut(len(items), self._input_fraction)
+            inputs[group] = items[:start]
+            num_train, num_valid = 0, (len(items) - start if group == "valid" else 0)
+        elif self._split == "users":
+            num_train, num_valid = len(items), 0
         else:
-            if self._split == "users":
-                num_train, num_valid = len(items), 0
+            num_train, num_valid, _ = split_sizes(len(events), self._split, self._ratios)
+        valid_start, test_start = start + num_train, start + num_train + num_valid
+        train_items, valid_items, test_items = items[start:valid_start], items[valid_start:test_start], items[test_start:]
+        # What is known before each split, in the order the reader's `_items_before` concatenates it.
+        known = {"valid": train_items + inputs["valid"],
+                 "test": train_items + inputs["valid"] + valid_items + inputs["test"]}
+        for position in range(start, len(events)):
+            timestamp, item, label = events[position]
+            if position < valid_start:
+                split, earlier = "train", items[max(start, position - history_limit):position]
             else:
-                num_train, num_valid, _ = split_sizes(len(events), self._split, self._ratios)
-            train_items, valid_items = items[:num_train], items[num_train:num_train + num_valid]
-            test_items = items[num_train + num_valid:]
-            for position, (timestamp, item, label) in enumerate(events):
-                if position < num_train:
-                    split, earlier = "train", items[max(0, position - history_limit):position]
-                elif position < num_train + num_valid:
-                    split, earlier = "valid", train_items[-history_limit:]
-                else:
-                    split, earlier = "test", (train_items + valid_items)[-history_limit:]
-                example = records.interaction_example(user_index, item, int(math.floor(timestamp)), label,
-                                                      earlier[::-1], history_limit)
-                shard = shard_of(user_index, position, self._num_shards)
-                yield TaggedOutput(split, (shard, ((user_index, position), example)))
+                split = "valid" if position < test_start else "test"
+                earlier = known[split][-history_limit:]
+            example = records.interaction_example(user_index, item, int(math.floor(timestamp)), label,
+                                                  earlier[::-1], history_limit)
+            shard = shard_of(user_index, position, self._num_shards)
+            yield TaggedOutput(split, (shard, ((user_index, position), example)))
         user_record = records.user_example(user_index, user, train_items, valid_items, test_items,
                                            inputs["valid"], inputs["test"])
         yield TaggedOutput(self.USERS, (user_index % self._num_shards, (user_index, user_record)))

@@ -331,7 +331,7 @@ class PreparedDataset:
     @property
     def split_method(self) -> str:
         """How the interactions were split (`data.split`): "leave_one_out", "ratio" or "users"."""
-        return str(self.stats.get("split", self.manifest.get("data_config", {}).get("split", "leave_one_out")))
+        return str(self.stats["split"])
 
     def split_items(self, split: str) -> CsrRows:
         """Every user's items in `split` (rows by user index), in chronological order."""
