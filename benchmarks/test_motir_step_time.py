@@ -38,10 +38,11 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_recommenders as tfrs  # noqa: E402
 
 from tfrs_llmrec.config.schema import ModelConfig, MotirConfig, SemanticTowerConfig, TowerConfig  # noqa: E402
-from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX  # noqa: E402
+from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX  # noqa: E402
 from tfrs_llmrec.models.motir import MotiRModel  # noqa: E402
 from tfrs_llmrec.models.two_tower import TwoTowerModel  # noqa: E402
 from step_timing import interleaved_step_times, paired_ratio  # noqa: E402  (benchmarks/ is on sys.path under pytest)
+from synthetic import geometric_lengths, long_tailed_popularity, training_batches  # noqa: E402
 
 NUM_USERS = 50_546
 NUM_ITEMS = 16_856
@@ -58,24 +59,12 @@ TARGET_RATIO = 1.3
 
 
 def synthetic_batches(seed: int = 0):
-    """NUM_BATCHES batches of (user, positive item, history) and the items' training counts."""
+    """NUM_BATCHES batches of (user, positive item, history), the items' training counts and the
+    mean real history length."""
     rng = np.random.default_rng(seed)
-    rows = NUM_BATCHES * BATCH_SIZE
-    # Long-tailed popularity (Zipf-like), in a random order over the item indices.
-    popularity = 1.0 / (np.arange(NUM_ITEMS) + 10.0) ** 0.9
-    popularity = rng.permutation(popularity / popularity.sum())
-    items = rng.choice(NUM_ITEMS, size=rows, p=popularity)
-    users = rng.integers(0, NUM_USERS, size=rows)
-    # Geometric lengths with mean MEAN_HISTORY, zero (a user's first interaction) included.
-    lengths = np.minimum(rng.geometric(1.0 / (MEAN_HISTORY + 1.0), size=rows) - 1, MAX_HISTORY)
-    history = rng.choice(NUM_ITEMS, size=(rows, MAX_HISTORY), p=popularity)
-    history[np.arange(MAX_HISTORY)[np.newaxis, :] >= lengths[:, np.newaxis]] = PAD_ITEM
-    # One leading axis over batches: the pipeline hands out ready batches, no per-step batching.
-    features = {USER_INDEX: users.reshape(NUM_BATCHES, BATCH_SIZE).astype(np.int64),
-                ITEM_INDEX: items.reshape(NUM_BATCHES, BATCH_SIZE).astype(np.int64),
-                HISTORY: history.reshape(NUM_BATCHES, BATCH_SIZE, MAX_HISTORY).astype(np.int64)}
-    counts = np.bincount(items, minlength=NUM_ITEMS) + 1  # every item seen at least once
-    return features, counts, float(lengths.mean())
+    popularity = long_tailed_popularity(rng, NUM_ITEMS)
+    return training_batches(rng, popularity, NUM_USERS, geometric_lengths(MEAN_HISTORY, MAX_HISTORY), NUM_BATCHES,
+                            BATCH_SIZE, MAX_HISTORY)
 
 
 class PlainTfrsTwoTower(tfrs.Model):

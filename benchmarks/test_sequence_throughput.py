@@ -50,9 +50,9 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfrs_llmrec.config.schema import ModelConfig, TowerConfig  # noqa: E402
-from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, PAD_ITEM, USER_INDEX  # noqa: E402
 from tfrs_llmrec.models.registry import ModelInputs, build_model  # noqa: E402
 from step_timing import interleaved_step_times, paired_ratio  # noqa: E402  (benchmarks/ is on sys.path under pytest)
+from synthetic import geometric_lengths, long_tailed_popularity, training_batches  # noqa: E402
 
 NUM_USERS = 50_546
 NUM_ITEMS = 16_856
@@ -90,28 +90,15 @@ SETTINGS = ("Amazon-like", "MovieLens-like")
 def synthetic_batches(setting: str, seed: int):
     """NUM_BATCHES batches of (user, positive item, history), the items' training counts and the
     mean real history length."""
-    rng = np.random.default_rng(seed)
-    rows = NUM_BATCHES * BATCH_SIZE
-    # Long-tailed popularity (Zipf-like), in a random order over the item indices (same for both settings).
-    popularity_rng = np.random.default_rng(SEED)
-    popularity = 1.0 / (np.arange(NUM_ITEMS) + 10.0) ** 0.9
-    popularity = popularity_rng.permutation(popularity / popularity.sum())
-    items = rng.choice(NUM_ITEMS, size=rows, p=popularity)
-    users = rng.integers(0, NUM_USERS, size=rows)
+    # The same long-tailed popularity for both settings.
+    popularity = long_tailed_popularity(np.random.default_rng(SEED), NUM_ITEMS)
     if setting == "Amazon-like":
-        # Geometric lengths with mean AMAZON_MEAN_HISTORY, zero (a user's first interaction) included.
-        lengths = np.minimum(rng.geometric(1.0 / (AMAZON_MEAN_HISTORY + 1.0), size=rows) - 1, MAX_HISTORY)
+        lengths_of = geometric_lengths(AMAZON_MEAN_HISTORY, MAX_HISTORY)
     else:
         low, high = MOVIELENS_HISTORY_RANGE
-        lengths = rng.integers(low, high + 1, size=rows)
-    history = rng.choice(NUM_ITEMS, size=(rows, MAX_HISTORY), p=popularity)
-    history[np.arange(MAX_HISTORY)[np.newaxis, :] >= lengths[:, np.newaxis]] = PAD_ITEM
-    # One leading axis over batches: the pipeline hands out ready batches, no per-step batching.
-    features = {USER_INDEX: users.reshape(NUM_BATCHES, BATCH_SIZE).astype(np.int64),
-                ITEM_INDEX: items.reshape(NUM_BATCHES, BATCH_SIZE).astype(np.int64),
-                HISTORY: history.reshape(NUM_BATCHES, BATCH_SIZE, MAX_HISTORY).astype(np.int64)}
-    counts = np.bincount(items, minlength=NUM_ITEMS) + 1  # every item seen at least once
-    return features, counts, float(lengths.mean())
+        lengths_of = lambda rng, rows: rng.integers(low, high + 1, size=rows)  # noqa: E731
+    return training_batches(np.random.default_rng(seed), popularity, NUM_USERS, lengths_of, NUM_BATCHES, BATCH_SIZE,
+                            MAX_HISTORY)
 
 
 def config_for(name: str, sequence: dict) -> ModelConfig:
