@@ -3,7 +3,7 @@ VENV ?= .venv
 LLMREC := $(VENV)/bin/llmrec
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-horovod demo test test-all doctor bench freeze clean
+.PHONY: setup setup-horovod demo test test-all doctor bench parity freeze clean
 
 # The pinned stack, then Horovod built from source with our patch (each step skips itself when
 # its stamp is current).
@@ -28,6 +28,11 @@ test-all: setup
 
 bench: setup
 	$(VENV)/bin/python -m pytest -m slow -s benchmarks
+
+# RecBole's BPR and LightGCN against ours on the same splits, all scored by our evaluator
+# (docs/parity.md). On demand, not in CI: RecBole goes into its own .parity-venv.
+parity: setup
+	@VENV=$(VENV) bash scripts/parity/run.sh
 
 # Re-pins requirements/constraints.txt from the current environment (after changing core.txt).
 freeze:

@@ -11,7 +11,7 @@ def test_help_lists_every_subcommand(capsys):
         build_parser().parse_args(["--help"])
     assert raised.value.code == 0
     text = capsys.readouterr().out
-    for command in ("data", "features", "train", "evaluate", "export", "serve", "pipeline", "run", "doctor"):
+    for command in ("data", "features", "train", "evaluate", "export", "serve", "pipeline", "run", "tune", "doctor"):
         assert command in text
 
 

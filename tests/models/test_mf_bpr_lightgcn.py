@@ -53,17 +53,39 @@ def test_lightgcn_needs_the_training_graph():
 
 
 def test_mf_query_and_item_tables_have_the_configured_width():
-    model = MatrixFactorizationModel(NUM_USERS, NUM_ITEMS, ModelConfig(tower=TowerConfig(dim=5)))
+    model = MatrixFactorizationModel(NUM_USERS, NUM_ITEMS, *pairs(), ModelConfig(tower=TowerConfig(dim=5)))
     assert model.item_embeddings().shape == (NUM_ITEMS, 5)
     assert model.query_embeddings(np.array([0, 7])).shape == (2, 5)
 
 
 def test_mf_tables_are_drawn_independently_and_reproducibly_from_the_seed():
     config = ModelConfig(tower=TowerConfig(dim=4))
-    model = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, config, seed=3)
+    model = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, *pairs(), config, seed=3)
     users, items = model.query_embeddings(np.arange(NUM_ITEMS)), model.item_embeddings()
     assert not np.allclose(users, items)  # equal shapes, yet different draws
-    again = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, config, seed=3)
+    again = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, *pairs(), config, seed=3)
     np.testing.assert_array_equal(again.item_embeddings(), items)
-    other = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, config, seed=4)
+    other = MatrixFactorizationModel(NUM_ITEMS, NUM_ITEMS, *pairs(), config, seed=4)
     assert not np.allclose(other.item_embeddings(), items)
+
+
+@pytest.mark.parametrize("name", ["mf_bpr", "lightgcn"])
+@pytest.mark.parametrize("exclude", [True, False])
+def test_bpr_negatives_avoid_the_users_training_items(name, exclude):
+    # User u holds 14 of the 16 items: a uniform draw is a training item 7 times in 8.
+    users = np.repeat(np.arange(NUM_USERS), NUM_ITEMS - 2)
+    items = np.concatenate([np.delete(np.arange(NUM_ITEMS), [u, u + 8]) for u in range(NUM_USERS)])
+    config = ModelConfig(tower=TowerConfig(dim=4), negatives_exclude_train_items=exclude)
+    model = build_model(name, config, ModelInputs(NUM_USERS, np.full(NUM_ITEMS, 2), train_pairs=(users, items), seed=0))
+    batch_users = tf.constant(np.tile(np.arange(NUM_USERS), 256), tf.int64)
+    negatives = model.uniform_negatives(model.negatives_site, batch_users, NUM_ITEMS, model.positives).numpy()
+    is_positive = np.array([negative not in (user, user + 8) for user, negative in zip(batch_users.numpy(), negatives)])
+    if exclude:
+        # 8 redraws leave (7/8) ** 9 = 30% of such draws in place, against 87.5% with none.
+        assert is_positive.mean() < 0.4
+        unseen = negatives[~is_positive]
+        assert set(np.unique(unseen)) == set(range(NUM_ITEMS))  # both unseen items of every user come up
+        again = model.uniform_negatives(model.negatives_site, batch_users, NUM_ITEMS, model.positives).numpy()
+        np.testing.assert_array_equal(again, negatives)  # stateless: a resumed step draws the same
+    else:
+        assert model.positives is None and is_positive.mean() > 0.8

@@ -244,7 +244,8 @@ def test_brute_force_and_item_models_hold_only_core_tensorflow_ops(exported, mod
 
 def test_transductive_models_serve_a_table_of_their_users(tmp_path):
     tf.keras.utils.set_random_seed(1)
-    mf = MatrixFactorizationModel(NUM_USERS, NUM_ITEMS, ModelConfig(tower=TowerConfig(dim=8)))
+    no_pairs = np.zeros(0, np.int64)
+    mf = MatrixFactorizationModel(NUM_USERS, NUM_ITEMS, no_pairs, no_pairs, ModelConfig(tower=TowerConfig(dim=8)))
     tower = serving_query_tower(mf, NUM_USERS, MAX_HISTORY)
     assert isinstance(tower, UserTableTower)
     path = save(mf, tmp_path, "brute_force", tower)

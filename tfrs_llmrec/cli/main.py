@@ -87,6 +87,13 @@ def _add_restart_argument(parser: argparse.ArgumentParser) -> None:
                              "the config changed under the same name)")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmrec", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,6 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(run)
     _add_restart_argument(run)
     run.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan")
+    run.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
+                     help="run the config with seeds seed, seed+1, ... as <name>-seed<S> and write their mean "
+                          "and standard deviation to <output_dir>/<name>-<N>seeds/metrics.json")
+
+    tune = commands.add_parser(
+        "tune", help="search the config's tune.space on the validation split and write the best config",
+        description="Draw tune.trials combinations of tune.space (seeded), train each as <name>-tune/trial-<i> "
+                    "evaluated on the validation split (never the test split), select the best validation "
+                    "train.monitor, and write a config that includes CONFIG with the chosen values. A rerun "
+                    "keeps finished trials.")
+    _add_config_arguments(tune)
+    _add_restart_argument(tune)
+    tune.add_argument("--output", type=Path, help="where to write the best config "
+                                                  "(default <output_dir>/<name>-tune/best.yaml)")
 
     commands.add_parser("doctor", help="verify the installed stack and print a table of checks",
                         description="Verify TF/Keras/TFRS/ScaNN/TFX/Beam (and optional Horovod).")
@@ -241,6 +262,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return launch_workers(args.workers, args.config, args.overrides, args.beam_options, args.restart,
                                   args.timeout)
         config = load_experiment(args.config, args.overrides)
+        if args.command == "tune" or (args.command == "run" and args.seeds > 1 and not args.dry_run):
+            from tfrs_llmrec.cli import experiments
+
+            common = dict(beam_options=args.beam_options, log_level=args.log_level, restart=args.restart)
+            if args.command == "tune":
+                experiments.tune(args.config, args.overrides, config, args.output, **common)
+            else:
+                experiments.run_seeds(args.config, args.overrides, config, args.seeds, **common)
+            return EXIT_OK
         distribution = None
         if args.command in ("train", "run") and not getattr(args, "dry_run", False):
             from tfrs_llmrec.distributed import make_distribution
@@ -263,10 +293,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from tfrs_llmrec.distributed import StrategyError
         from tfrs_llmrec.training import CheckpointError, Preempted
         from tfrs_llmrec.training.run_dir import RunConfigMismatch
+        from tfrs_llmrec.cli.experiments import ChildRunFailed
 
         if isinstance(error, Preempted):
             print(f"llmrec {args.command}: {error}", file=sys.stderr)
             return Preempted.exit_code
+        if isinstance(error, ChildRunFailed):
+            print(f"llmrec {args.command}: {error}", file=sys.stderr)
+            return EXIT_FAILURE
         if isinstance(error, (RunConfigMismatch, StrategyError)):
             print(f"llmrec {args.command}: {error}", file=sys.stderr)
             return EXIT_USAGE

@@ -7,7 +7,7 @@ loader can name the offending key and the file it came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Literal, Optional, Tuple
+from typing import Any, List, Literal, Optional, Tuple
 
 DatasetName = Literal["ml-100k", "ml-1m", "amazon-games", "amazon-2018", "csv", "parquet"]
 
@@ -280,6 +280,9 @@ class ModelConfig:
     remove_accidental_hits: bool = True
     # mf_bpr and lightgcn: L2 on the batch's embeddings.
     l2_weight: float = _bounded(1e-4, low=0.0)
+    # mf_bpr and lightgcn: redraw a sampled negative that is one of the user's training items (as
+    # RecBole's sampler does); false disables the check (plain uniform negatives).
+    negatives_exclude_train_items: bool = True
     # lightgcn and alpharec: propagation layers.
     lightgcn_layers: int = _bounded(3, low=0)
     # Sampled-softmax models under several replicas: every replica's positives are in-batch
@@ -306,8 +309,10 @@ class TrainConfig:
     # Stop when the validation `monitor` metric has not improved for this many epochs.
     early_stopping_patience: int = _bounded(3, low=0)
     monitor: str = "recall@20"
-    # Score a sample of validation users each epoch (the final evaluation uses all of them).
-    monitor_max_users: int = _bounded(5000, low=1)
+    # Validation users scored each epoch for `monitor`: None scores all of them, as the final
+    # evaluation does; a number scores a fixed seeded sample (cheaper on very large user bases,
+    # but then model selection follows a sample).
+    monitor_max_users: Optional[int] = _bounded(None, low=1)
     # single: one process; mirrored: the GPUs of one host; multi_worker: MultiWorkerMirroredStrategy
     # from TF_CONFIG (`llmrec launch`, a TFJob); horovod: one process per rank under horovodrun.
     strategy: Literal["single", "mirrored", "multi_worker", "horovod"] = "single"
@@ -552,6 +557,42 @@ class PipelineConfig:
 
 
 @dataclass
+class SearchDimension:
+    """One searched config key (dotted, e.g. train.learning_rate) and its candidate values."""
+
+    key: str
+    values: List[Any] = field(default_factory=list)
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        if not self.values:
+            return "values", "needs at least one candidate value"
+        if any(not part for part in self.key.split(".")) or self.key.split(".")[0] in ("name", "tune", "output_dir"):
+            return "key", f"{self.key!r} must name a config key of the model, training or data sections"
+        return None
+
+
+@dataclass
+class TuneConfig:
+    """`llmrec tune`: a seeded random search over a grid, selected on the validation split only."""
+
+    # The grid, declared per model family in its config. A list, so a config's space replaces the
+    # space of the config it includes instead of merging with it.
+    space: List[SearchDimension] = field(default_factory=list)
+    # Trials per search: one budget (base.yaml) for every model, so no model is tuned harder than
+    # another. A grid smaller than the budget is searched whole.
+    trials: int = _bounded(6, low=1)
+    # Which combinations are drawn.
+    seed: int = _bounded(0, low=0)
+
+    def validate(self) -> Optional[Tuple[str, str]]:
+        keys = [dimension.key for dimension in self.space]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            return "space", f"keys searched twice: {', '.join(repeated)}"
+        return None
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     seed: int = 42
@@ -565,3 +606,4 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)

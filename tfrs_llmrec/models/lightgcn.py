@@ -8,12 +8,14 @@ import tensorflow as tf
 from tfrs_llmrec.config.schema import ModelConfig
 from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX
 from tfrs_llmrec.layers.lightgcn import LightGCNPropagation, normalized_adjacency, split_user_item
+from tfrs_llmrec.layers.training_positives import TrainingPositives
 from tfrs_llmrec.losses import bpr_loss, l2_regularization
 from tfrs_llmrec.models.base import RecommenderModel
 
 
 class LightGCNModel(RecommenderModel):
-    """`train_users`/`train_items` are the training interactions that define the graph.
+    """`train_users`/`train_items` are the training interactions that define the graph (and that
+    sampled negatives avoid when `config.negatives_exclude_train_items`).
 
     Every replica propagates the whole graph each step (the embeddings are replicated), so under
     N replicas the propagation cost per step does not shrink; only the batch is split.
@@ -30,6 +32,8 @@ class LightGCNModel(RecommenderModel):
         self.propagation = LightGCNPropagation(config.lightgcn_layers)
         self.l2_weight = config.l2_weight
         self.negatives_site = self.new_sampling_site()
+        self.positives = (TrainingPositives(train_users, train_items, num_items)
+                          if config.negatives_exclude_train_items else None)
 
     def propagated(self):
         return split_user_item(self.propagation(self.embeddings, self.adjacency), self.num_users)
@@ -37,7 +41,7 @@ class LightGCNModel(RecommenderModel):
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         users, items = self.propagated()
         user_ids, positive_ids = features[USER_INDEX], features[ITEM_INDEX]
-        negative_ids = self.uniform_items(self.negatives_site, tf.shape(positive_ids), self.num_items)
+        negative_ids = self.uniform_negatives(self.negatives_site, user_ids, self.num_items, self.positives)
         user, positive, negative = (tf.gather(users, user_ids), tf.gather(items, positive_ids),
                                     tf.gather(items, negative_ids))
         loss = bpr_loss(tf.reduce_sum(user * positive, -1), tf.reduce_sum(user * negative, -1))

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfrs_llmrec.config.schema import ModelConfig
 from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX
+from tfrs_llmrec.layers.training_positives import TrainingPositives
 from tfrs_llmrec.losses import bpr_loss, l2_regularization
 from tfrs_llmrec.models.base import RecommenderModel
 
@@ -16,7 +17,11 @@ def _normal(seed: Optional[int], offset: int) -> tf.keras.initializers.Initializ
 
 
 class MatrixFactorizationModel(RecommenderModel):
-    def __init__(self, num_users: int, num_items: int, config: ModelConfig, seed: Optional[int] = None):
+    """`train_users`/`train_items` are the training interactions, which sampled negatives avoid
+    when `config.negatives_exclude_train_items`."""
+
+    def __init__(self, num_users: int, num_items: int, train_users: np.ndarray, train_items: np.ndarray,
+                 config: ModelConfig, seed: Optional[int] = None):
         super().__init__(seed=seed)
         self.num_items = num_items
         # One initializer per table: a shared unseeded one would repeat its draws across tables.
@@ -26,11 +31,13 @@ class MatrixFactorizationModel(RecommenderModel):
                                                         embeddings_initializer=_normal(seed, 1))
         self.l2_weight = config.l2_weight
         self.negatives_site = self.new_sampling_site()
+        self.positives = (TrainingPositives(train_users, train_items, num_items)
+                          if config.negatives_exclude_train_items else None)
 
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         users = self.user_embedding(features[USER_INDEX])
         positives = self.item_embedding(features[ITEM_INDEX])
-        sampled = self.uniform_items(self.negatives_site, tf.shape(features[ITEM_INDEX]), self.num_items)
+        sampled = self.uniform_negatives(self.negatives_site, features[USER_INDEX], self.num_items, self.positives)
         negatives = self.item_embedding(sampled)
         loss = bpr_loss(tf.reduce_sum(users * positives, -1), tf.reduce_sum(users * negatives, -1))
         return loss + l2_regularization(users, positives, negatives, weight=self.l2_weight)

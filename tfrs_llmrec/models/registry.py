@@ -23,7 +23,7 @@ class ModelInputs:
 
     num_users: int
     item_train_counts: np.ndarray
-    # (users, items) of the training interactions: the graph models need them.
+    # (users, items) of the training interactions: the graph models and the BPR negatives need them.
     train_pairs: Optional[Tuple[np.ndarray, np.ndarray]] = None
     # [I, d] language-model vectors of the configured semantic source: the semantic models need them.
     item_vectors: Optional[np.ndarray] = None
@@ -37,7 +37,7 @@ class ModelInputs:
 @dataclass(frozen=True)
 class ModelSpec:
     build: Callable[[ModelConfig, ModelInputs], Union[PopularityModel, RecommenderModel]]
-    needs_graph: bool = False
+    needs_train_pairs: bool = False
     needs_item_vectors: bool = False
     needs_interests: bool = False
     trains: bool = True
@@ -48,16 +48,17 @@ MODELS: Dict[str, ModelSpec] = {
     "two_tower": ModelSpec(lambda config, inputs: TwoTowerModel(
         inputs.num_users, len(inputs.item_train_counts), inputs.item_train_counts, config, seed=inputs.seed)),
     "mf_bpr": ModelSpec(lambda config, inputs: MatrixFactorizationModel(
-        inputs.num_users, len(inputs.item_train_counts), config, seed=inputs.seed)),
+        inputs.num_users, len(inputs.item_train_counts), *inputs.train_pairs, config, seed=inputs.seed),
+        needs_train_pairs=True),
     "lightgcn": ModelSpec(lambda config, inputs: LightGCNModel(
         inputs.num_users, len(inputs.item_train_counts), *inputs.train_pairs, config, seed=inputs.seed),
-        needs_graph=True),
+        needs_train_pairs=True),
     "motir": ModelSpec(lambda config, inputs: MotiRModel(
         inputs.num_users, inputs.item_vectors, inputs.item_train_counts, config, seed=inputs.seed),
         needs_item_vectors=True),
     "alpharec": ModelSpec(lambda config, inputs: AlphaRecModel(
         inputs.item_vectors, inputs.num_users, *inputs.train_pairs, config, seed=inputs.seed),
-        needs_graph=True, needs_item_vectors=True),
+        needs_train_pairs=True, needs_item_vectors=True),
     "sasrec": ModelSpec(lambda config, inputs: SasRecModel(
         len(inputs.item_train_counts), inputs.max_history, inputs.item_train_counts, config, seed=inputs.seed)),
     **{backbone: ModelSpec(lambda config, inputs, backbone=backbone: MultiInterestModel(
@@ -83,7 +84,7 @@ def model_spec(name: str) -> ModelSpec:
 
 def build_model(name: str, config: ModelConfig, inputs: ModelInputs):
     spec = model_spec(name)
-    if spec.needs_graph and inputs.train_pairs is None:
+    if spec.needs_train_pairs and inputs.train_pairs is None:
         raise ValueError(f"{name} needs the training interactions (train_pairs)")
     if spec.needs_item_vectors and inputs.item_vectors is None:
         raise ValueError(f"{name} needs the items' semantic vectors (item_vectors)")

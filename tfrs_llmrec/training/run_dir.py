@@ -1,8 +1,8 @@
 """A run directory belongs to one training config: a rerun under the same name with another one
 must not resume the old checkpoints silently.
 
-What identifies the trained model is everything but `eval` and `export`, which only change what
-is computed from it (and are recomputed on every run).
+What identifies the trained model is everything but `eval`, `export`, `pipeline`, `cascade` and
+`tune`, which only change what is computed from it or around it (and are recomputed on every run).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tfrs_llmrec.config import ExperimentConfig, config_hash, dump_yaml, to_dict
 
 CONFIG_FILE = "config.yaml"
 HASH_FILE = "training-config.sha256"
-DOWNSTREAM_SECTIONS = ("eval", "export", "pipeline", "cascade")
+DOWNSTREAM_SECTIONS = ("eval", "export", "pipeline", "cascade", "tune")
 # What a fresh start removes: everything a run writes (the prepared data lives elsewhere).
 RUN_OUTPUTS = ("checkpoints", "export", "train_result.json", "metrics.json", "report.html", "timings.json",
                CONFIG_FILE, HASH_FILE)

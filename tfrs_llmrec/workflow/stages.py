@@ -156,7 +156,7 @@ def build(config: ExperimentConfig, dataset: PreparedDataset, name: str, feature
                                       "semantic item vectors" if spec.needs_item_vectors else "explicit interests")
     inputs = ModelInputs(
         num_users=dataset.num_users, item_train_counts=dataset.item_popularity(),
-        train_pairs=_train_pairs(dataset) if spec.needs_graph else None,
+        train_pairs=_train_pairs(dataset) if spec.needs_train_pairs else None,
         item_vectors=_semantic_item_vectors(config, features) if spec.needs_item_vectors else None,
         seed=config.seed, max_history=dataset.max_history,
         user_interests=_explicit_interests(config, features) if spec.needs_interests else None)
@@ -192,12 +192,17 @@ def evaluate_model(config: ExperimentConfig, dataset: PreparedDataset, model, sp
     """The evaluator's summary of `model` on `split`, on a fixed sample of `max_users` users if given."""
     targets = load_eval_targets(dataset, split)
     histories, _ = dataset.query_histories(split)
-    rows = None
-    if max_users is not None and len(targets.users) > max_users:
-        # A fixed, seeded sample of users so the monitor is comparable across epochs.
-        rows = np.sort(np.random.default_rng(config.seed).choice(len(targets.users), max_users, replace=False))
+    rows = sampled_rows(len(targets.users), max_users, config.seed)
     return evaluate_queries(config, dataset, targets, _query_function(model, histories), model.item_embeddings(),
                             rows, progress)
+
+
+def sampled_rows(num_users: int, max_users: Optional[int], seed: int) -> Optional[np.ndarray]:
+    """None (every user) unless `max_users` is below `num_users`: then a fixed, seeded, sorted
+    sample, so a monitor computed on it is comparable across epochs."""
+    if max_users is None or num_users <= max_users:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(num_users, max_users, replace=False))
 
 
 def restore_ranker(config: ExperimentConfig, ctr_dir: PathLike, features_dir: PathLike, model_dir: PathLike):

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make parity`: RecBole's BPR and LightGCN against our MF-BPR and LightGCN on the same split,
+# all scored by our evaluator (docs/parity.md). Resumable: a step whose output is complete is
+# skipped; delete runs/parity/<dataset>/ (and runs/<config name>-seed42/) to redo one.
+#
+#   PARITY_DATASETS="ml100k amazon_games"   datasets to run (configs/[tuned/]<dataset>_{mf_bpr,lightgcn}.yaml)
+#   PARITY_EPOCHS, PARITY_STOPPING_STEP     RecBole's epoch cap (default: our config's train.epochs) and
+#                                           early stopping (default: RecBole's, 10 epochs)
+#   PARITY_TORCH_THREADS                    RecBole's CPU threads (default: torch's; 1 on a busy machine)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+VENV=${VENV:-.venv}
+OURS=$VENV/bin/python
+LLMREC=$VENV/bin/llmrec
+export PARITY_VENV=${PARITY_VENV:-.parity-venv}
+RECBOLE=$PARITY_VENV/bin/python
+OUT=runs/parity
+DATASETS=${PARITY_DATASETS:-ml100k amazon_games}
+export TF_CPP_MIN_LOG_LEVEL=2
+
+bash scripts/parity/setup_recbole_env.sh
+
+entries=()
+for dataset in $DATASETS; do
+  atomic="$OUT/$dataset/atomic"
+  if [ ! -f "$atomic/$dataset/export.json" ]; then
+    "$OURS" scripts/parity/export_atomic.py "configs/${dataset}_mf_bpr.yaml" --out "$atomic" --name "$dataset"
+  fi
+  # Our model (its config) : RecBole's model.
+  for pair in mf_bpr:BPR lightgcn:LightGCN; do
+    ours=${pair%%:*} recbole=${pair##*:}
+    # The tuned config when `llmrec tune` wrote one (configs/tuned/), else the hand-set one.
+    config="configs/tuned/${dataset}_${ours}.yaml"
+    [ -f "$config" ] || config="configs/${dataset}_${ours}.yaml"
+    # Our run is seed 42 of `llmrec run CONFIG --seeds N --set eval.split=test --set export.enabled=false`
+    # (the same directory and config), so a finished seed run is reused, and vice versa.
+    run_name="$("$OURS" -c 'import sys; from tfrs_llmrec.config import load_experiment
+print(load_experiment(sys.argv[1]).name)' "$config")-seed42"
+    if [ ! -f "runs/$run_name/metrics.json" ]; then
+      nice -n 10 "$LLMREC" run "$config" --set eval.split=test --set export.enabled=false --set seed=42 \
+        --set "name=$run_name"
+    fi
+    # RecBole selects its best epoch and stops on the metric our run monitored, within the same
+    # epoch cap as ours (PARITY_EPOCHS overrides it); its early stopping keeps RecBole's default.
+    read -r monitor epochs < <("$RECBOLE" -c 'import sys, yaml; train = yaml.safe_load(open(sys.argv[1]))["train"]
+print(train["monitor"], train["epochs"])' "runs/$run_name/config.yaml")
+    recbole_dir="$OUT/$dataset/recbole-${recbole,,}"
+    if [ ! -f "$recbole_dir/result.json" ]; then
+      nice -n 10 "$RECBOLE" scripts/parity/recbole_train.py --model "$recbole" --data-path "$atomic" \
+        --dataset "$dataset" --out "$recbole_dir" --valid-metric "$monitor" --epochs "${PARITY_EPOCHS:-$epochs}" \
+        ${PARITY_STOPPING_STEP:+--stopping-step "$PARITY_STOPPING_STEP"} \
+        ${PARITY_TORCH_THREADS:+--threads "$PARITY_TORCH_THREADS"}
+    fi
+    entries+=(--entry "$dataset" "$config" "runs/$run_name" "$recbole_dir")
+  done
+done
+"$OURS" scripts/parity/compare.py --out "$OUT" "${entries[@]}"
