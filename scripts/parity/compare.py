@@ -171,10 +171,20 @@ def markdown(name: str, pairs: List[List[dict]]) -> str:
     key = f"recall@{CUTOFF}/overall"
     for ours, recbole in pairs:
         ratio = ours[key] / recbole[key] if recbole[key] else float("nan")
-        lines.append(f"- {ours['model']}: ours / RecBole {recbole['model']} recall@20 = {ratio:.2f}"
-                     f" (RecBole's own evaluator on its model: recall@20 "
-                     f"{recbole['recbole_test_result'][f'recall@{CUTOFF}']:.4f})")
-    for ours, recbole in pairs:
+        lines.append(f"- {ours['model']} (seeds {ours['settings']['seed']} / {recbole['settings']['seed']}): ours / "
+                     f"RecBole {recbole['model']} recall@20 = {ratio:.2f} (RecBole's own evaluator on its model: "
+                     f"recall@20 {recbole['recbole_test_result'][f'recall@{CUTOFF}']:.4f})")
+    by_model: Dict[str, List[List[dict]]] = defaultdict(list)
+    for pair in pairs:
+        by_model[pair[0]["model"]].append(pair)
+    for model, seeded in by_model.items():
+        if len(seeded) > 1:
+            ours, theirs = ([pair[side][key] for pair in seeded] for side in (0, 1))
+            lines.append(f"- {model} over {len(seeded)} seeds each (mean ± sample std): ours {np.mean(ours):.4f} ± "
+                         f"{np.std(ours, ddof=1):.4f}, RecBole {np.mean(theirs):.4f} ± {np.std(theirs, ddof=1):.4f}; "
+                         f"ours / RecBole recall@20 = {np.mean(ours) / np.mean(theirs):.2f}")
+    for seeded in by_model.values():
+        ours, recbole = seeded[0]
         for label, row in ((f"ours {ours['model']}", ours), (f"RecBole {recbole['model']}", recbole)):
             lines.append(f"- settings, {label}: " + ", ".join(f"{k} {v}" for k, v in row["settings"].items()))
     return "\n".join(lines) + "\n"

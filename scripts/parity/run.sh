@@ -7,6 +7,8 @@
 #   PARITY_EPOCHS, PARITY_STOPPING_STEP     RecBole's epoch cap (default: our config's train.epochs) and
 #                                           early stopping (default: RecBole's, 10 epochs)
 #   PARITY_TORCH_THREADS                    RecBole's CPU threads (default: torch's; 1 on a busy machine)
+#   PARITY_SEEDS                            runs per side (default 1): ours with seeds 42, 43, ...,
+#                                           RecBole with 2020, 2021, ...; the table adds means and spreads
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,26 +35,31 @@ for dataset in $DATASETS; do
     # The tuned config when `llmrec tune` wrote one (configs/tuned/), else the hand-set one.
     config="configs/tuned/${dataset}_${ours}.yaml"
     [ -f "$config" ] || config="configs/${dataset}_${ours}.yaml"
-    # Our run is seed 42 of `llmrec run CONFIG --seeds N --set eval.split=test --set export.enabled=false`
-    # (the same directory and config), so a finished seed run is reused, and vice versa.
-    run_name="$("$OURS" -c 'import sys; from tfrs_llmrec.config import load_experiment
-print(load_experiment(sys.argv[1]).name)' "$config")-seed42"
-    if [ ! -f "runs/$run_name/metrics.json" ]; then
-      nice -n 10 "$LLMREC" run "$config" --set eval.split=test --set export.enabled=false --set seed=42 \
-        --set "name=$run_name"
-    fi
-    # RecBole selects its best epoch and stops on the metric our run monitored, within the same
-    # epoch cap as ours (PARITY_EPOCHS overrides it); its early stopping keeps RecBole's default.
-    read -r monitor epochs < <("$RECBOLE" -c 'import sys, yaml; train = yaml.safe_load(open(sys.argv[1]))["train"]
+    name="$("$OURS" -c 'import sys; from tfrs_llmrec.config import load_experiment
+print(load_experiment(sys.argv[1]).name)' "$config")"
+    for ((index = 0; index < ${PARITY_SEEDS:-1}; index++)); do
+      # Our run is seed 42 + index of `llmrec run CONFIG --seeds N --set eval.split=test --set
+      # export.enabled=false` (the same directory and config), so either reuses the other's runs.
+      seed=$((42 + index)) recbole_seed=$((2020 + index))
+      run_name="$name-seed$seed"
+      if [ ! -f "runs/$run_name/metrics.json" ]; then
+        nice -n 10 "$LLMREC" run "$config" --set eval.split=test --set export.enabled=false --set "seed=$seed" \
+          --set "name=$run_name"
+      fi
+      # RecBole selects its best epoch and stops on the metric our run monitored, within the same
+      # epoch cap as ours (PARITY_EPOCHS overrides it); its early stopping keeps RecBole's default.
+      read -r monitor epochs < <("$RECBOLE" -c 'import sys, yaml; train = yaml.safe_load(open(sys.argv[1]))["train"]
 print(train["monitor"], train["epochs"])' "runs/$run_name/config.yaml")
-    recbole_dir="$OUT/$dataset/recbole-${recbole,,}"
-    if [ ! -f "$recbole_dir/result.json" ]; then
-      nice -n 10 "$RECBOLE" scripts/parity/recbole_train.py --model "$recbole" --data-path "$atomic" \
-        --dataset "$dataset" --out "$recbole_dir" --valid-metric "$monitor" --epochs "${PARITY_EPOCHS:-$epochs}" \
-        ${PARITY_STOPPING_STEP:+--stopping-step "$PARITY_STOPPING_STEP"} \
-        ${PARITY_TORCH_THREADS:+--threads "$PARITY_TORCH_THREADS"}
-    fi
-    entries+=(--entry "$dataset" "$config" "runs/$run_name" "$recbole_dir")
+      recbole_dir="$OUT/$dataset/recbole-${recbole,,}"
+      [ "$index" -eq 0 ] || recbole_dir="$recbole_dir-seed$recbole_seed"
+      if [ ! -f "$recbole_dir/result.json" ]; then
+        nice -n 10 "$RECBOLE" scripts/parity/recbole_train.py --model "$recbole" --data-path "$atomic" \
+          --dataset "$dataset" --out "$recbole_dir" --valid-metric "$monitor" --epochs "${PARITY_EPOCHS:-$epochs}" \
+          --seed "$recbole_seed" ${PARITY_STOPPING_STEP:+--stopping-step "$PARITY_STOPPING_STEP"} \
+          ${PARITY_TORCH_THREADS:+--threads "$PARITY_TORCH_THREADS"}
+      fi
+      entries+=(--entry "$dataset" "$config" "runs/$run_name" "$recbole_dir")
+    done
   done
 done
 "$OURS" scripts/parity/compare.py --out "$OUT" "${entries[@]}"
