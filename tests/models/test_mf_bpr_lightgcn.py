@@ -89,3 +89,17 @@ def test_bpr_negatives_avoid_the_users_training_items(name, exclude):
         np.testing.assert_array_equal(again, negatives)  # stateless: a resumed step draws the same
     else:
         assert model.positives is None and is_positive.mean() > 0.8
+
+
+@pytest.mark.parametrize("kind", ["normal", "glorot"])
+def test_embedding_tables_start_at_the_configured_scale(kind):
+    no_pairs = np.zeros(0, np.int64)
+    config = ModelConfig(tower=TowerConfig(dim=16), embedding_init=kind)
+    model = MatrixFactorizationModel(4000, 500, no_pairs, no_pairs, config, seed=0)
+    users, items = model.query_embeddings(np.arange(4000)), model.item_embeddings()
+    lightgcn = LightGCNModel(4000, 500, no_pairs, no_pairs, config, seed=0).embeddings.numpy()
+    # glorot: the spread of N(0, 2 / (rows + dim)) (Keras truncates at two of its scaled deviations)
+    expected = (0.1, 0.1, 0.1) if kind == "normal" else (
+        (2 / (4000 + 16)) ** 0.5, (2 / (500 + 16)) ** 0.5, (2 / (4500 + 16)) ** 0.5)
+    for table, std in zip((users, items, lightgcn), expected):
+        assert table.std() == pytest.approx(std, rel=0.05)
