@@ -36,7 +36,7 @@ CUTOFF = 20
 GROUPS = ("overall", "head_items", "tail_items")
 # What the tables show of our run's resolved config (keys it lacks are left out).
 OUR_SETTINGS = ("train.optimizer", "train.learning_rate", "train.batch_size", "model.l2_weight",
-                "model.lightgcn_layers", "model.negatives_exclude_train_items", "train.monitor",
+                "model.lightgcn_layers", "model.negatives_exclude_train_items", "model.embedding_init", "train.monitor",
                 "train.monitor_max_users", "train.early_stopping_patience", "train.epochs", "seed")
 
 
@@ -53,9 +53,10 @@ def _at_cutoff(summary: dict) -> Dict[str, Optional[float]]:
 
 
 def run_config(config_path: Path, run_dir: Path) -> ExperimentConfig:
-    """The run's resolved config, after checking that `config_path` still trains the same model."""
+    """The run's resolved config, after checking that `config_path` (with the run's name and seed:
+    PARITY_SEEDS runs it with several) still trains the same model."""
     run = load_experiment(run_dir / CONFIG_FILE)
-    current = training_identity(to_dict(load_experiment(config_path, [f"name={run.name}"])))
+    current = training_identity(to_dict(load_experiment(config_path, [f"name={run.name}", f"seed={run.seed}"])))
     if (run_dir / HASH_FILE).read_text(encoding="utf-8").strip() != config_hash(current):
         changes = differing_keys(training_identity(to_dict(run)), current) or ["a default changed"]
         raise SystemExit(f"{run_dir} was trained with another version of {config_path} ({'; '.join(changes)}); "
