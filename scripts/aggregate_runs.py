@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tfrs_llmrec.config import load_experiment
-from tfrs_llmrec.workflow.seeds import write_aggregate
+from tfrs_llmrec.workflow.seeds import aggregate_runs, write_aggregate
 
 
 def main(argv) -> int:
@@ -24,7 +24,8 @@ def main(argv) -> int:
         print(f"aggregate_runs: no metrics.json in {', '.join(missing)}", file=sys.stderr)
         return 1
     seeds = [load_experiment(run / "config.yaml").seed for run in run_dirs]
-    print(f"aggregate_runs: wrote {write_aggregate(run_dirs, seeds, out_dir.name, out_dir)}")
+    path = write_aggregate(aggregate_runs(run_dirs, seeds, out_dir.name), out_dir)
+    print(f"aggregate_runs: wrote {path}")
     return 0
 
 

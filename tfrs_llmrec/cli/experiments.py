@@ -44,6 +44,20 @@ def _run_child(command: List[str], what: str) -> None:
                              "resume (finished runs are kept)")
 
 
+def _run_unless_complete(config_path: Path, overrides: Sequence[str], beam_options: Sequence[str], log_level: str,
+                         restart: bool, what: str) -> Path:
+    """The run directory of `config_path` with `overrides`, after a child `llmrec run` made it
+    (skipped when it already holds a finished run of exactly that config, unless `restart`)."""
+    run_config = load_experiment(config_path, overrides)
+    run_dir = Path(run_config.output_dir) / run_config.name
+    if not restart and seed_runs.run_is_complete(run_config, run_dir):
+        log.info("%s: %s is complete; kept", what, run_dir)
+    else:
+        log.info("%s: llmrec run -> %s", what, run_dir)
+        _run_child(child_command(config_path, overrides, beam_options, log_level, restart), f"{what} ({run_dir})")
+    return run_dir
+
+
 def _check_strategy(config: ExperimentConfig, command: str) -> None:
     if config.train.strategy not in CHILD_STRATEGIES:
         raise ConfigError("<config>", "train.strategy",
@@ -56,21 +70,14 @@ def run_seeds(config_path: Path, overrides: Sequence[str], config: ExperimentCon
     """Runs the config once per seed and writes the aggregate metrics.json; returns its path."""
     _check_strategy(config, "--seeds")
     seeds = seed_runs.seeds_of(config, num_seeds)
-    run_dirs = []
-    for seed in seeds:
-        name = seed_runs.seed_run_name(config.name, seed)
-        seed_overrides = [*overrides, f"seed={seed}", f"name={name}"]
-        seed_config = load_experiment(config_path, seed_overrides)
-        run_dir = Path(seed_config.output_dir) / name
-        if not restart and seed_runs.run_is_complete(seed_config, run_dir):
-            log.info("seed %d: %s is complete; kept", seed, run_dir)
-        else:
-            log.info("seed %d: llmrec run -> %s", seed, run_dir)
-            _run_child(child_command(config_path, seed_overrides, beam_options, log_level, restart), f"seed {seed}")
-        run_dirs.append(run_dir)
+    run_dirs = [_run_unless_complete(config_path,
+                                     [*overrides, f"seed={seed}", f"name={seed_runs.seed_run_name(config.name, seed)}"],
+                                     beam_options, log_level, restart, f"seed {seed}")
+                for seed in seeds]
     out_dir = Path(config.output_dir) / seed_runs.aggregate_dir_name(config.name, num_seeds)
-    path = seed_runs.write_aggregate(run_dirs, seeds, config.name, out_dir)
-    model = seed_runs.aggregate_runs(run_dirs, seeds, config.name)["models"].get(config.model.name)
+    aggregate = seed_runs.aggregate_runs(run_dirs, seeds, config.name)
+    path = seed_runs.write_aggregate(aggregate, out_dir)
+    model = aggregate["models"].get(config.model.name)
     if model is not None and config.train.monitor in model["summary"]["overall"]:
         metric = config.train.monitor
         print(f"{config.name}: {metric} {model['summary']['overall'][metric]:.4f} ± "
@@ -89,13 +96,8 @@ def tune(config_path: Path, overrides: Sequence[str], config: ExperimentConfig, 
              ", ".join(dimension.key for dimension in config.tune.space), config.train.monitor)
     outcomes = []
     for trial in trials:
-        trial_overrides = [*overrides, *tuning.trial_overrides(config, trial)]
-        trial_config = load_experiment(config_path, trial_overrides)
-        run_dir = Path(trial_config.output_dir) / trial_config.name
-        if restart or not seed_runs.run_is_complete(trial_config, run_dir):
-            log.info("trial %d/%d: %s", trial.index + 1, len(trials), trial.values)
-            _run_child(child_command(config_path, trial_overrides, beam_options, log_level, restart),
-                       f"trial {trial.index} ({run_dir})")
+        run_dir = _run_unless_complete(config_path, [*overrides, *tuning.trial_overrides(config, trial)], beam_options,
+                                       log_level, restart, f"trial {trial.index} {trial.values}")
         outcome = tuning.trial_outcome(config, trial, run_dir)
         log.info("trial %d: validation %s %.4f", trial.index, outcome["metric"], outcome["value"])
         outcomes.append(outcome)

@@ -15,3 +15,12 @@ def glorot(seed: Optional[int], offset: int = 0) -> Union[str, tf.keras.initiali
 def embedding_uniform(seed: Optional[int], offset: int = 0) -> Union[str, tf.keras.initializers.Initializer]:
     """Uniform(-0.05, 0.05) embedding tables (Keras's Embedding default)."""
     return "uniform" if seed is None else tf.keras.initializers.RandomUniform(-0.05, 0.05, seed=seed + offset)
+
+
+def embedding_table(kind: str, seed: Optional[int], offset: int = 0) -> tf.keras.initializers.Initializer:
+    """MF-BPR's and LightGCN's tables (`model.embedding_init`): "normal" draws N(0, 0.1), "glorot"
+    Glorot-normal (std about sqrt(2 / (rows + dim)), RecBole's Xavier)."""
+    seed = None if seed is None else seed + offset
+    if kind == "glorot":
+        return tf.keras.initializers.GlorotNormal(seed=seed)
+    return tf.keras.initializers.RandomNormal(stddev=0.1, seed=seed)

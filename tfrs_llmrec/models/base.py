@@ -124,13 +124,16 @@ class TrainableModel(tfrs.Model):
         """One uniform item per user; with `positives` (`TrainingPositives`), a draw that is one of
         the user's training items is redrawn up to `redraws` times (each redraw from its own
         stateless seed, so a resumed run draws the same items)."""
-        negatives = self.uniform_items(site, tf.shape(users), num_items)
+        seed = self.sampling_seed_for(site)
+
+        def draw(draw_seed: tf.Tensor) -> tf.Tensor:
+            return tf.random.stateless_uniform(tf.shape(users), draw_seed, 0, num_items, dtype=tf.int64)
+
+        negatives = draw(seed)  # what uniform_items(site, ...) draws
         if positives is None:
             return negatives
-        seed = self.sampling_seed_for(site)
         for redraw in range(1, redraws + 1):
-            fresh = tf.random.stateless_uniform(tf.shape(users), tf.random.experimental.stateless_fold_in(seed, redraw),
-                                                0, num_items, dtype=tf.int64)
+            fresh = draw(tf.random.experimental.stateless_fold_in(seed, redraw))
             negatives = tf.where(positives.contains(users, negatives), fresh, negatives)
         return negatives
 

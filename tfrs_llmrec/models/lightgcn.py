@@ -7,11 +7,11 @@ import tensorflow as tf
 
 from tfrs_llmrec.config.schema import ModelConfig
 from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX
+from tfrs_llmrec.layers.initializers import embedding_table
 from tfrs_llmrec.layers.lightgcn import LightGCNPropagation, normalized_adjacency, split_user_item
 from tfrs_llmrec.layers.training_positives import TrainingPositives
 from tfrs_llmrec.losses import bpr_loss, l2_regularization
 from tfrs_llmrec.models.base import RecommenderModel
-from tfrs_llmrec.models.mf_bpr import table_initializer
 
 
 class LightGCNModel(RecommenderModel):
@@ -29,7 +29,7 @@ class LightGCNModel(RecommenderModel):
         self.adjacency = normalized_adjacency(num_users, num_items, train_users, train_items)
         self.embeddings = self.add_weight(
             name="node_embeddings", shape=(num_users + num_items, config.tower.dim),
-            initializer=table_initializer(config.embedding_init, seed))
+            initializer=embedding_table(config.embedding_init, seed))
         self.propagation = LightGCNPropagation(config.lightgcn_layers)
         self.l2_weight = config.l2_weight
         self.negatives_site = self.new_sampling_site()

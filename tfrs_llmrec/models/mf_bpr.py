@@ -7,18 +7,10 @@ import tensorflow as tf
 
 from tfrs_llmrec.config.schema import ModelConfig
 from tfrs_llmrec.data.spec import ITEM_INDEX, USER_INDEX
+from tfrs_llmrec.layers.initializers import embedding_table
 from tfrs_llmrec.layers.training_positives import TrainingPositives
 from tfrs_llmrec.losses import bpr_loss, l2_regularization
 from tfrs_llmrec.models.base import RecommenderModel
-
-
-def table_initializer(kind: str, seed: Optional[int], offset: int = 0) -> tf.keras.initializers.Initializer:
-    """`model.embedding_init` of an embedding table (each table its own seed offset: a shared
-    unseeded initializer would repeat its draws across tables)."""
-    seed = None if seed is None else seed + offset
-    if kind == "glorot":
-        return tf.keras.initializers.GlorotNormal(seed=seed)
-    return tf.keras.initializers.RandomNormal(stddev=0.1, seed=seed)
 
 
 class MatrixFactorizationModel(RecommenderModel):
@@ -30,9 +22,9 @@ class MatrixFactorizationModel(RecommenderModel):
         super().__init__(seed=seed)
         self.num_items = num_items
         self.user_embedding = tf.keras.layers.Embedding(num_users, config.tower.dim,
-                                                        embeddings_initializer=table_initializer(config.embedding_init, seed, 0))
+                                                        embeddings_initializer=embedding_table(config.embedding_init, seed, 0))
         self.item_embedding = tf.keras.layers.Embedding(num_items, config.tower.dim,
-                                                        embeddings_initializer=table_initializer(config.embedding_init, seed, 1))
+                                                        embeddings_initializer=embedding_table(config.embedding_init, seed, 1))
         self.l2_weight = config.l2_weight
         self.negatives_site = self.new_sampling_site()
         self.positives = (TrainingPositives(train_users, train_items, num_items)

@@ -96,8 +96,8 @@ def aggregate_runs(run_dirs: Sequence[Path], seeds: Sequence[int], name: str) ->
             "training": training, "models": models}
 
 
-def write_aggregate(run_dirs: Sequence[Path], seeds: Sequence[int], name: str, out_dir: Path) -> Path:
-    payload = aggregate_runs(run_dirs, seeds, name)
+def write_aggregate(payload: Dict[str, Any], out_dir: Path) -> Path:
+    """`aggregate_runs`' payload as `<out_dir>/metrics.json` (written atomically)."""
     path = Path(out_dir) / METRICS_FILE
     write_json_atomically(path, payload)
     return path
