@@ -188,3 +188,10 @@ def test_every_shipped_config_loads(repo_root):
         if path.name == "base.yaml":
             continue
         assert load_experiment(path).name
+
+
+def test_every_shipped_config_gets_the_same_tuning_budget(repo_root):
+    """Issue #15's protocol: no model's search may draw more trials than another's."""
+    budgets = {path.name: load_experiment(path).tune.trials
+               for path in sorted((repo_root / "configs").rglob("*.yaml")) if path.name != "base.yaml"}
+    assert set(budgets.values()) == {4}, budgets

@@ -582,9 +582,9 @@ class TuneConfig:
     # The grid, declared per model family in its config. A list, so a config's space replaces the
     # space of the config it includes instead of merging with it.
     space: List[SearchDimension] = field(default_factory=list)
-    # Trials per search: one budget (base.yaml) for every model, so no model is tuned harder than
-    # another. A grid smaller than the budget is searched whole.
-    trials: int = _bounded(6, low=1)
+    # Trials per search: one budget for every model, so no model is tuned harder than another. A
+    # grid smaller than the budget is searched whole.
+    trials: int = _bounded(4, low=1)
     # Which combinations are drawn.
     seed: int = _bounded(0, low=0)
 
