@@ -42,9 +42,15 @@ print(load_experiment(sys.argv[1]).name)' "$config")"
       # export.enabled=false` (the same directory and config), so either reuses the other's runs.
       seed=$((42 + index)) recbole_seed=$((2020 + index))
       run_name="$name-seed$seed"
-      if [ ! -f "runs/$run_name/metrics.json" ]; then
-        nice -n 10 "$LLMREC" run "$config" --set eval.split=test --set export.enabled=false --set "seed=$seed" \
-          --set "name=$run_name"
+      overrides=(--set eval.split=test --set export.enabled=false --set "seed=$seed" --set "name=$run_name")
+      # Kept only when it is a finished run of exactly this config; a directory left by another
+      # config of the same name makes `llmrec run` stop and name it, rather than be compared.
+      if ! "$OURS" -c 'import sys; from pathlib import Path
+from tfrs_llmrec.config import load_experiment
+from tfrs_llmrec.workflow.seeds import run_is_complete
+config = load_experiment(sys.argv[1], [item for item in sys.argv[2:] if item != "--set"])
+sys.exit(0 if run_is_complete(config, Path(config.output_dir) / config.name) else 1)' "$config" "${overrides[@]}"; then
+        nice -n 10 "$LLMREC" run "$config" "${overrides[@]}"
       fi
       # RecBole selects its best epoch and stops on the metric our run monitored, within the same
       # epoch cap as ours (PARITY_EPOCHS overrides it); its early stopping keeps RecBole's default.
