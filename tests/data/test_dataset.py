@@ -1,5 +1,6 @@
 """Readers of a prepared dataset: tf.data pipelines, eval targets, histories, integrity checks."""
 
+import json
 import shutil
 
 import numpy as np
@@ -105,6 +106,22 @@ def test_item_table_popularity_and_vocabularies(prepared):
 def test_directory_without_manifest_is_incomplete(copy_of):
     (copy_of / spec.MANIFEST_FILE).unlink()
     with pytest.raises(DataError, match=f"^{copy_of}: incomplete prepared dataset"):
+        PreparedDataset.open(copy_of)
+
+
+def test_item_counts_that_disagree_with_the_train_split_are_refused(copy_of):
+    # A build whose popularity counts include the held-out targets (train 5, valid 0, test 2 here).
+    stats_path = copy_of / spec.STATS_FILE
+    stats = json.loads(stats_path.read_text())
+    assert sum(stats["item_train_counts"]) == stats["interactions"]["train"] == 5
+    stats["item_train_counts"][3] += 1
+    stats["item_train_counts"][4] += 1
+    stats_path.write_text(json.dumps(stats))
+    manifest_path = copy_of / spec.MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][spec.STATS_FILE]["size"] = stats_path.stat().st_size
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=f"^{stats_path}: item_train_counts sum to 7, but the train split has 5"):
         PreparedDataset.open(copy_of)
 
 

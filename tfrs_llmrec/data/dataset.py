@@ -177,6 +177,12 @@ class PreparedDataset:
                     raise DataError(path, f"{size} bytes, the manifest says {entry['size']} "
                                           "(truncated or replaced); rerun ingestion with force")
         stats = _read_json(root / spec.STATS_FILE)
+        counts, train = stats.get("item_train_counts"), stats.get("interactions", {}).get("train")
+        if counts is not None and train is not None and sum(counts) != train:
+            # Popularity, the head/tail split and Pop all read these counts: a mismatch (a build by an
+            # older ingestion) would skew them silently.
+            raise DataError(root / spec.STATS_FILE, f"item_train_counts sum to {sum(counts)}, but the train split "
+                                                    f"has {train} interactions; rerun ingestion with force")
         return cls(root, manifest, stats)
 
     # ------------------------------------------------------------ sizes and stats
