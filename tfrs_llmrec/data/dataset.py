@@ -182,7 +182,7 @@ class PreparedDataset:
             # Popularity, the head/tail split and Pop all read these counts: a mismatch (a build by an
             # older ingestion) would skew them silently.
             raise DataError(root / spec.STATS_FILE, f"item_train_counts sum to {sum(counts)}, but the train split "
-                                                    f"has {train} interactions; rerun ingestion with force")
+                                                    f"has {train} interactions; delete {root} to rebuild it")
         return cls(root, manifest, stats)
 
     # ------------------------------------------------------------ sizes and stats
