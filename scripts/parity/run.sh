@@ -7,7 +7,7 @@
 #   PARITY_EPOCHS, PARITY_STOPPING_STEP     RecBole's epoch cap (default: our config's train.epochs) and
 #                                           early stopping (default: RecBole's, 10 epochs)
 #   PARITY_TORCH_THREADS                    RecBole's CPU threads (default: torch's; 1 on a busy machine)
-#   PARITY_SEEDS                            runs per side (default 1): ours with seeds 42, 43, ...,
+#   PARITY_SEEDS                            runs per side (default 1): ours with the config's seed, seed+1, ...
 #                                           RecBole with 2020, 2021, ...; the table adds means and spreads
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,23 +35,15 @@ for dataset in $DATASETS; do
     # The tuned config when `llmrec tune` wrote one (configs/tuned/), else the hand-set one.
     config="configs/tuned/${dataset}_${ours}.yaml"
     [ -f "$config" ] || config="configs/${dataset}_${ours}.yaml"
-    name="$("$OURS" -c 'import sys; from tfrs_llmrec.config import load_experiment
-print(load_experiment(sys.argv[1]).name)' "$config")"
+    read -r name first_seed < <("$OURS" -c 'import sys; from tfrs_llmrec.config import load_experiment
+config = load_experiment(sys.argv[1]); print(config.name, config.seed)' "$config")
+    # Our runs are those of `llmrec run CONFIG --seeds N`: seeds seed, seed+1, ... as <name>-seed<S>,
+    # each kept when it is already a finished run of exactly this config. A directory left by
+    # another config of the same name makes `llmrec run` stop and name it, rather than be compared.
+    nice -n 10 "$LLMREC" run "$config" --seeds "${PARITY_SEEDS:-1}" --set eval.split=test --set export.enabled=false
     for ((index = 0; index < ${PARITY_SEEDS:-1}; index++)); do
-      # Our run is seed 42 + index of `llmrec run CONFIG --seeds N --set eval.split=test --set
-      # export.enabled=false` (the same directory and config), so either reuses the other's runs.
-      seed=$((42 + index)) recbole_seed=$((2020 + index))
+      seed=$((first_seed + index)) recbole_seed=$((2020 + index))
       run_name="$name-seed$seed"
-      overrides=(--set eval.split=test --set export.enabled=false --set "seed=$seed" --set "name=$run_name")
-      # Kept only when it is a finished run of exactly this config; a directory left by another
-      # config of the same name makes `llmrec run` stop and name it, rather than be compared.
-      if ! "$OURS" -c 'import sys; from pathlib import Path
-from tfrs_llmrec.config import load_experiment
-from tfrs_llmrec.workflow.seeds import run_is_complete
-config = load_experiment(sys.argv[1], [item for item in sys.argv[2:] if item != "--set"])
-sys.exit(0 if run_is_complete(config, Path(config.output_dir) / config.name) else 1)' "$config" "${overrides[@]}"; then
-        nice -n 10 "$LLMREC" run "$config" "${overrides[@]}"
-      fi
       # RecBole selects its best epoch and stops on the metric our run monitored, within the same
       # epoch cap as ours (PARITY_EPOCHS overrides it); its early stopping keeps RecBole's default.
       read -r monitor epochs < <("$RECBOLE" -c 'import sys, yaml; train = yaml.safe_load(open(sys.argv[1]))["train"]

@@ -100,3 +100,23 @@ def test_seeds_run_separately_and_aggregate_into_one_metrics_file(tmp_path, llmr
         assert model["summary"]["overall"][metric] == pytest.approx(np.mean(values))
         assert model["std"]["overall"][metric] == pytest.approx(np.std(values, ddof=1))
     assert "±" in result.stdout
+
+
+def test_an_explicit_single_seed_is_a_seed_run_kept_when_finished(tmp_path, llmrec_cmd, subprocess_env):
+    # `make parity` reuses our runs through `--seeds 1`: it must name the run <name>-seed<S>,
+    # keep it when rerun, and still write the aggregate.
+    config = write_config(tmp_path, SPACE)
+    result = run_llmrec(llmrec_cmd, subprocess_env, "run", str(config), "--seeds", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = tmp_path / "runs"
+    metrics = runs / "mf-seed7" / "metrics.json"
+    assert not (runs / "mf").exists()
+    aggregate = json.loads((runs / "mf-1seeds" / "metrics.json").read_text())
+    assert aggregate["seeds"] == [7]
+    assert aggregate["models"]["mf_bpr"]["summary"] == json.loads(metrics.read_text())["models"]["mf_bpr"]["summary"]
+    assert aggregate["models"]["mf_bpr"]["std"]["overall"]["recall@20"] == 0.0
+
+    stamp = metrics.stat().st_mtime_ns
+    again = run_llmrec(llmrec_cmd, subprocess_env, "run", str(config), "--seeds", "1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert metrics.stat().st_mtime_ns == stamp

@@ -28,10 +28,13 @@ def test_mean_and_std_by_hand():
     mean, std = mean_and_std([0.2, 0.3, 0.4])
     # sample std of (0.2, 0.3, 0.4): sqrt((0.01 + 0 + 0.01) / 2) = 0.1
     assert mean == pytest.approx(0.3) and std == pytest.approx(0.1)
-    mean, std = mean_and_std([{"a": 1, "b": "x"}, {"a": 3, "b": "x", "c": 5}])
-    assert mean == {"a": 2.0, "b": None} and std["a"] == pytest.approx(2 ** 0.5)  # c is not in every run
+    mean, std = mean_and_std([{"a": 1, "b": "x", "d": "y"}, {"a": 3, "b": "x", "c": 5, "d": "z"}])
+    # A shared label is kept, differing ones are not; c is not in every run.
+    assert mean == {"a": 2.0, "b": "x", "d": None} and std["a"] == pytest.approx(2 ** 0.5)
+    assert std["b"] is None
     assert mean_and_std([[1, 2], [3, 4]])[0] == [2.0, 3.0]
     assert mean_and_std([True, False]) == (None, None)  # flags are not averaged
+    assert mean_and_std([True, True]) == (True, None)
     assert mean_and_std([0.5]) == (0.5, 0.0)
 
 

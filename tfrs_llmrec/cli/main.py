@@ -145,9 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(run)
     _add_restart_argument(run)
     run.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan")
-    run.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
-                     help="run the config with seeds seed, seed+1, ... as <name>-seed<S> and write their mean "
-                          "and standard deviation to <output_dir>/<name>-<N>seeds/metrics.json")
+    run.add_argument("--seeds", type=_positive_int, metavar="N",
+                     help="run the config with seeds seed, seed+1, ... as <name>-seed<S> (each kept when it "
+                          "is already a finished run of this config) and write their mean and standard "
+                          "deviation to <output_dir>/<name>-<N>seeds/metrics.json")
 
     tune = commands.add_parser(
         "tune", help="search the config's tune.space on the validation split and write the best config",
@@ -262,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return launch_workers(args.workers, args.config, args.overrides, args.beam_options, args.restart,
                                   args.timeout)
         config = load_experiment(args.config, args.overrides)
-        if args.command == "tune" or (args.command == "run" and args.seeds > 1 and not args.dry_run):
+        if args.command == "tune" or (args.command == "run" and args.seeds is not None and not args.dry_run):
             from tfrs_llmrec.cli import experiments
 
             common = dict(beam_options=args.beam_options, log_level=args.log_level, restart=args.restart)

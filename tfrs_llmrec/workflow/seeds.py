@@ -53,7 +53,8 @@ def run_is_complete(config: ExperimentConfig, run_dir: Path) -> bool:
 
 def mean_and_std(values: Sequence[Any]):
     """(mean, sample std) of numbers, recursing into dicts with the same keys and lists of the same
-    length; None where the runs disagree in structure or a value is not a number."""
+    length. A value that is not a number (a label such as the bucket metric, a flag) is kept when
+    every run has the same one; None where the runs disagree."""
     first = values[0]
     if all(isinstance(value, dict) for value in values):
         keys = [key for key in first if all(key in value for value in values)]
@@ -66,6 +67,8 @@ def mean_and_std(values: Sequence[Any]):
         array = np.asarray(values, dtype=np.float64)
         std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
         return float(array.mean()), std
+    if all(value == first for value in values):
+        return first, None
     return None, None
 
 
