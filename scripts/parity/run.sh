@@ -35,19 +35,21 @@ for dataset in $DATASETS; do
     # The tuned config when `llmrec tune` wrote one (configs/tuned/), else the hand-set one.
     config="configs/tuned/${dataset}_${ours}.yaml"
     [ -f "$config" ] || config="configs/${dataset}_${ours}.yaml"
-    read -r name first_seed < <("$OURS" -c 'import sys; from tfrs_llmrec.config import load_experiment
-config = load_experiment(sys.argv[1]); print(config.name, config.seed)' "$config")
-    # Our runs are those of `llmrec run CONFIG --seeds N`: seeds seed, seed+1, ... as <name>-seed<S>,
+    name="$("$OURS" -c 'import sys; from tfrs_llmrec.config import load_experiment
+print(load_experiment(sys.argv[1]).name)' "$config")"
+    # Our runs are those of `llmrec run CONFIG --seeds N` (seeds seed, seed+1, ... as <name>-seed<S>),
     # each kept when it is already a finished run of exactly this config. A directory left by
     # another config of the same name makes `llmrec run` stop and name it, rather than be compared.
-    nice -n 10 "$LLMREC" run "$config" --seeds "${PARITY_SEEDS:-1}" --set eval.split=test --set export.enabled=false
-    for ((index = 0; index < ${PARITY_SEEDS:-1}; index++)); do
-      seed=$((first_seed + index)) recbole_seed=$((2020 + index))
-      run_name="$name-seed$seed"
+    seeds=${PARITY_SEEDS:-1}
+    nice -n 10 "$LLMREC" run "$config" --seeds "$seeds" --set eval.split=test --set export.enabled=false
+    mapfile -t run_dirs < <("$OURS" -c 'import json, sys; print("\n".join(json.load(open(sys.argv[1]))["runs"]))' \
+      "runs/$name-${seeds}seeds/metrics.json")
+    for ((index = 0; index < ${#run_dirs[@]}; index++)); do
+      run_dir=${run_dirs[index]} recbole_seed=$((2020 + index))
       # RecBole selects its best epoch and stops on the metric our run monitored, within the same
       # epoch cap as ours (PARITY_EPOCHS overrides it); its early stopping keeps RecBole's default.
       read -r monitor epochs < <("$RECBOLE" -c 'import sys, yaml; train = yaml.safe_load(open(sys.argv[1]))["train"]
-print(train["monitor"], train["epochs"])' "runs/$run_name/config.yaml")
+print(train["monitor"], train["epochs"])' "$run_dir/config.yaml")
       recbole_dir="$OUT/$dataset/recbole-${recbole,,}"
       [ "$index" -eq 0 ] || recbole_dir="$recbole_dir-seed$recbole_seed"
       if [ ! -f "$recbole_dir/result.json" ]; then
@@ -56,7 +58,7 @@ print(train["monitor"], train["epochs"])' "runs/$run_name/config.yaml")
           --seed "$recbole_seed" ${PARITY_STOPPING_STEP:+--stopping-step "$PARITY_STOPPING_STEP"} \
           ${PARITY_TORCH_THREADS:+--threads "$PARITY_TORCH_THREADS"}
       fi
-      entries+=(--entry "$dataset" "$config" "runs/$run_name" "$recbole_dir")
+      entries+=(--entry "$dataset" "$config" "$run_dir" "$recbole_dir")
     done
   done
 done
