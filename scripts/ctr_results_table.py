@@ -1,7 +1,9 @@
 """Prints the README's CTR table from finished ranker runs: python scripts/ctr_results_table.py runs/<name> ...
 
-A row per run: AUC, GAUC and log loss overall and on head / tail items (top 20% by training
-impressions), and the training time per epoch."""
+A run is one `llmrec run` directory or the aggregate of `llmrec run --seeds N`
+(`runs/<name>-<N>seeds`), whose cells are mean ± sample standard deviation over its seeds. A row
+per run: AUC, GAUC and log loss overall and on head / tail items (top 20% by training
+impressions), the best and last epochs (per seed) and the training time per epoch."""
 
 import json
 import sys
@@ -10,25 +12,41 @@ from pathlib import Path
 GROUPS = ("overall", "head_items", "tail_items")
 
 
+def _value(summary, std, group, metric) -> str:
+    text = f"{summary[group][metric]:.4f}"
+    if std is not None and std.get(group) is not None:
+        text += f" ± {std[group][metric]:.4f}"
+    return text
+
+
+def _training(run_dir: Path, metrics: dict) -> dict:
+    """Best epochs, epochs run and seconds of training, one list entry per seed."""
+    if "training" in metrics:
+        return metrics["training"]
+    train = json.loads((run_dir / "train_result.json").read_text(encoding="utf-8"))
+    return {key: [train[key]] for key in ("best_epoch", "epochs_completed", "seconds")}
+
+
 def row(run_dir: Path) -> str:
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    train = json.loads((run_dir / "train_result.json").read_text(encoding="utf-8"))
     (model, result), = metrics["models"].items()
-    summary = result["summary"]
+    summary, std = result["summary"], result.get("std")
+    training = _training(run_dir, metrics)
 
     def cells(metric):
-        return " / ".join(f"{summary[group][metric]:.4f}" for group in GROUPS)
+        return " / ".join(_value(summary, std, group, metric) for group in GROUPS)
 
-    per_epoch = train["seconds"] / max(train["epochs_completed"], 1)
-    return (f"| {metrics['experiment']} | {model} | {cells('auc')} | {cells('gauc')} | "
-            f"{summary['overall']['logloss']:.4f} | {train['best_epoch']}/{train['epochs_completed']} | "
-            f"{per_epoch:.1f} s |")
+    epochs = ", ".join(f"{best}/{run}" for best, run in zip(training["best_epoch"], training["epochs_completed"]))
+    per_epoch = sum(training["seconds"]) / max(sum(training["epochs_completed"]), 1)
+    seeds = len(metrics.get("seeds", [])) or 1
+    return (f"| {metrics['experiment']} | {model} | {seeds} | {cells('auc')} | {cells('gauc')} | "
+            f"{_value(summary, std, 'overall', 'logloss')} | {epochs} | {per_epoch:.1f} s |")
 
 
 def main(argv) -> int:
-    print("| run | model | AUC (all / head / tail) | GAUC (all / head / tail) | log loss | best / epochs | "
+    print("| run | model | seeds | AUC (all / head / tail) | GAUC (all / head / tail) | log loss | best / epochs | "
           "s per epoch |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for run_dir in argv:
         print(row(Path(run_dir)))
     return 0

@@ -50,11 +50,14 @@ print(load_experiment(sys.argv[1]).name)' "$config")"
       # epoch cap as ours (PARITY_EPOCHS overrides it); its early stopping keeps RecBole's default.
       read -r monitor epochs < <("$RECBOLE" -c 'import sys, yaml; train = yaml.safe_load(open(sys.argv[1]))["train"]
 print(train["monitor"], train["epochs"])' "$run_dir/config.yaml")
+      recbole_epochs=${PARITY_EPOCHS:-$epochs}
+      # A cap other than ours gets its own directories, so a finished run is never reused for another cap.
       recbole_dir="$OUT/$dataset/recbole-${recbole,,}"
+      [ "$recbole_epochs" = "$epochs" ] || recbole_dir="$recbole_dir-cap$recbole_epochs"
       [ "$index" -eq 0 ] || recbole_dir="$recbole_dir-seed$recbole_seed"
       if [ ! -f "$recbole_dir/result.json" ]; then
         nice -n 10 "$RECBOLE" scripts/parity/recbole_train.py --model "$recbole" --data-path "$atomic" \
-          --dataset "$dataset" --out "$recbole_dir" --valid-metric "$monitor" --epochs "${PARITY_EPOCHS:-$epochs}" \
+          --dataset "$dataset" --out "$recbole_dir" --valid-metric "$monitor" --epochs "$recbole_epochs" \
           --seed "$recbole_seed" ${PARITY_STOPPING_STEP:+--stopping-step "$PARITY_STOPPING_STEP"} \
           ${PARITY_TORCH_THREADS:+--threads "$PARITY_TORCH_THREADS"}
       fi

@@ -1,0 +1,53 @@
+"""Prints the README's MotiR tables from seed aggregates: python scripts/motir_table.py runs/<name>-3seeds ...
+
+Per aggregate (`llmrec run --seeds N`), one row of the variants table: stage 2's alignment epochs
+and final mean cosine per seed, the semantic tower's own validation HR@20 after stage 2 (mean
+over seeds), and recall@20 overall / head / tail as mean ± sample std; then one row of the gate
+table: the mean semantic weight per item-popularity bucket, averaged over the seeds, and the
+least popular bucket's weight minus the most popular's (mean ± sample std over seeds)."""
+
+import json
+import sys
+from pathlib import Path
+
+from tfrs_llmrec.workflow.seeds import mean_and_std
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def rows(aggregate_dir: Path):
+    aggregate = _load(aggregate_dir / "metrics.json")
+    runs = [Path(run) for run in aggregate["runs"]]
+    aligns = [_load(run / "train_result.json")["stages"]["align"] for run in runs]
+    epochs = ", ".join(f"{align['epochs_completed']} ({align['history']['val_mean_cosine'][-1]:.3f})"
+                       for align in aligns)
+    hit_rate, _ = mean_and_std([align["history"]["val_semantic_only_hr@20"][-1] for align in aligns])
+    result = aggregate["models"]["motir"]
+    recall = " / ".join(f"{result['summary'][group]['recall@20']:.4f} ± {result['std'][group]['recall@20']:.4f}"
+                        for group in ("overall", "head_items", "tail_items"))
+    variant = f"| `{aggregate_dir.name}` | {epochs} | {hit_rate:.3f} | {recall} |"
+    buckets = [[bucket["mean_semantic_weight"] for bucket in _load(run / "metrics.json")["models"]["motir"]
+                ["semantic_weight_by_popularity_bucket"]] for run in runs]
+    weights, _ = mean_and_std(buckets)
+    drop, drop_std = mean_and_std([seed[0] - seed[-1] for seed in buckets])
+    gate = (f"| `{aggregate_dir.name}` | " + " ".join(f"{weight:.3f}" for weight in weights) +
+            f" | {drop:+.3f} ± {drop_std:.3f} |")
+    return variant, gate
+
+
+def main(argv) -> int:
+    table = [rows(Path(path)) for path in argv]
+    print("| run (3 seeds) | align epochs (final cosine) per seed | semantic-only HR@20 after stage 2 | "
+          "recall@20 (all / head / tail) |")
+    print("|---|---|---|---|")
+    print("\n".join(variant for variant, _ in table))
+    print("\n| run (mean over seeds) | bucket 0 … bucket 9 | bucket 0 − bucket 9 (mean ± std over seeds) |")
+    print("|---|---|---|")
+    print("\n".join(gate for _, gate in table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

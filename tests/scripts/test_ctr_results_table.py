@@ -1,0 +1,52 @@
+"""scripts/ctr_results_table.py: a row per single run or seed aggregate, with the aggregate's spread."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from tfrs_llmrec.workflow.seeds import aggregate_runs, write_aggregate
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("ctr_results_table", REPO_ROOT / "scripts/ctr_results_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ctr_results_table = _script()
+
+
+def _ranker_run(run_dir: Path, gauc: float, best_epoch: int, epochs: int, seconds: float) -> Path:
+    groups = {group: {"auc": gauc + 0.1, "gauc": gauc, "logloss": 0.5}
+              for group in ("overall", "head_items", "tail_items")}
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(json.dumps({
+        "experiment": run_dir.name, "split": "test", "dataset": "unused",
+        "models": {"din": {"summary": groups, "seconds": 1.0}}}), encoding="utf-8")
+    (run_dir / "train_result.json").write_text(json.dumps({
+        "model": "din", "best_epoch": best_epoch, "epochs_completed": epochs, "seconds": seconds}), encoding="utf-8")
+    return run_dir
+
+
+def test_a_single_run_row(tmp_path):
+    run = _ranker_run(tmp_path / "din", 0.7, 9, 10, 50.0)
+    assert ctr_results_table.row(run) == ("| din | din | 1 | 0.8000 / 0.8000 / 0.8000 | 0.7000 / 0.7000 / 0.7000 | "
+                                          "0.5000 | 9/10 | 5.0 s |")
+
+
+def test_an_aggregate_row_has_mean_and_sample_std_and_every_seeds_epochs(tmp_path):
+    runs = [_ranker_run(tmp_path / "din-seed42", 0.70, 6, 11, 11.0),
+            _ranker_run(tmp_path / "din-seed43", 0.72, 8, 13, 52.0),
+            _ranker_run(tmp_path / "din-seed44", 0.74, 4, 9, 27.0)]
+    out_dir = tmp_path / "din-3seeds"
+    write_aggregate(aggregate_runs(runs, [42, 43, 44], out_dir.name), out_dir)
+    row = ctr_results_table.row(out_dir)
+    # By hand: mean 0.72; deviations ±0.02 and 0 give a sample variance (0.0004 * 2) / 2, std 0.02.
+    assert "| din-3seeds | din | 3 | 0.8200 ± 0.0200 / " in row
+    assert "0.7200 ± 0.0200 / 0.7200 ± 0.0200 / 0.7200 ± 0.0200" in row
+    assert "| 0.5000 ± 0.0000 |" in row
+    # 11 + 52 + 27 = 90 seconds over 11 + 13 + 9 = 33 epochs.
+    assert row.endswith("| 6/11, 8/13, 4/9 | 2.7 s |")
