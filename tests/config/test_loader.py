@@ -83,6 +83,16 @@ def test_cross_field_validation_names_key(tmp_path):
         load_experiment(path)
 
 
+
+def test_eimf_over_remi_without_remis_terms_is_refused(tmp_path):
+    path = write(tmp_path, "x.yaml", "name: e\nmodel: {name: eimf, eimf: {backbone: remi}}\n")
+    with pytest.raises(ConfigError, match=r"model\.eimf\.backbone: 'remi' needs model\.sequence\.hard_negative_beta"):
+        load_experiment(path)
+    with_terms = load_experiment(path, ["model.sequence.hard_negative_beta=1.0"])
+    assert with_terms.model.eimf.backbone == "remi"
+    assert load_experiment(path, ["model.name=remi"]).model.name == "remi"
+
+
 def test_missing_required_key(tmp_path):
     path = write(tmp_path, "x.yaml", "seed: 1\n")
     with pytest.raises(ConfigError, match=r"name: .*required"):

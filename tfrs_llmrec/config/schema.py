@@ -300,6 +300,16 @@ class ModelConfig:
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     eimf: EimfConfig = field(default_factory=EimfConfig)
 
+    def validate(self) -> Optional[Tuple[str, str]]:
+        # The REMI backbone is MIND's routing trained with REMI's two terms; with both off, an EIMF
+        # run labelled "over REMI" would silently be EIMF over MIND.
+        if (self.name == "eimf" and self.eimf.backbone == "remi" and self.sequence.hard_negative_beta == 0
+                and self.sequence.routing_regularization == 0):
+            return "eimf.backbone", ("'remi' needs model.sequence.hard_negative_beta or "
+                                     "model.sequence.routing_regularization above 0 (configs/*_remi.yaml sets "
+                                     "REMI's values); with both 0 it trains as 'mind'")
+        return None
+
 
 @dataclass
 class TrainConfig:
