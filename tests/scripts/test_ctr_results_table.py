@@ -1,22 +1,12 @@
 """scripts/ctr_results_table.py: a row per single run or seed aggregate, with the aggregate's spread."""
 
-import importlib.util
 import json
 from pathlib import Path
 
+from tests.scripts import load_script
 from tfrs_llmrec.workflow.seeds import aggregate_runs, write_aggregate
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("ctr_results_table", REPO_ROOT / "scripts/ctr_results_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ctr_results_table = _script()
+ctr_results_table = load_script("scripts/ctr_results_table.py", "ctr_results_table")
 
 
 def _ranker_run(run_dir: Path, gauc: float, best_epoch: int, epochs: int, seconds: float) -> Path:

@@ -1,22 +1,12 @@
 """scripts/motir_table.py: the variants and gate rows of a MotiR seed aggregate, by hand."""
 
-import importlib.util
 import json
 from pathlib import Path
 
+from tests.scripts import load_script
 from tfrs_llmrec.workflow.seeds import aggregate_runs, write_aggregate
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("motir_table", REPO_ROOT / "scripts/motir_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-motir_table = _script()
+motir_table = load_script("scripts/motir_table.py", "motir_table")
 
 
 def _motir_run(run_dir: Path, recall: float, cosines, hit_rate: float, weights) -> Path:

@@ -1,6 +1,5 @@
 """scripts/parity/export_atomic.py: the RecBole benchmark files hold exactly our splits."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,21 +8,13 @@ import yaml
 
 from beam_jobs.ingest import run_ingestion
 from tests.data import csv_config, write_three_user_log
+from tests.scripts import load_script
 from tfrs_llmrec.data import PreparedDataset, load_eval_targets
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "valid", "test")
 
 
-def _exporter():
-    """scripts/ is no package: the script is loaded from its file, as `python <file>` runs it."""
-    spec = importlib.util.spec_from_file_location("parity_export_atomic", REPO_ROOT / "scripts/parity/export_atomic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-export_atomic = _exporter()
+export_atomic = load_script("scripts/parity/export_atomic.py", "parity_export_atomic")
 
 
 @pytest.fixture(scope="module")
