@@ -51,9 +51,11 @@ print(load_experiment(sys.argv[1]).name)' "$config")"
       read -r monitor epochs < <("$RECBOLE" -c 'import sys, yaml; train = yaml.safe_load(open(sys.argv[1]))["train"]
 print(train["monitor"], train["epochs"])' "$run_dir/config.yaml")
       recbole_epochs=${PARITY_EPOCHS:-$epochs}
-      # A cap other than ours gets its own directories, so a finished run is never reused for another cap.
+      # A cap other than ours, or another early stopping, gets its own directories, so a finished run
+      # is never reused for other settings.
       recbole_dir="$OUT/$dataset/recbole-${recbole,,}"
       [ "$recbole_epochs" = "$epochs" ] || recbole_dir="$recbole_dir-cap$recbole_epochs"
+      [ -z "${PARITY_STOPPING_STEP:-}" ] || recbole_dir="$recbole_dir-stop$PARITY_STOPPING_STEP"
       [ "$index" -eq 0 ] || recbole_dir="$recbole_dir-seed$recbole_seed"
       if [ ! -f "$recbole_dir/result.json" ]; then
         nice -n 10 "$RECBOLE" scripts/parity/recbole_train.py --model "$recbole" --data-path "$atomic" \
