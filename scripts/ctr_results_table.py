@@ -9,7 +9,10 @@ import json
 import sys
 from pathlib import Path
 
+from tfrs_llmrec.workflow.seeds import buckets_over_seeds
+
 GROUPS = ("overall", "head_items", "tail_items")
+GATE_SUFFIX = "_by_popularity_bucket"
 
 
 def _value(summary, std, group, metric) -> str:
@@ -43,12 +46,34 @@ def row(run_dir: Path) -> str:
             f"{_value(summary, std, 'overall', 'logloss')} | {epochs} | {per_epoch:.1f} s |")
 
 
+def gate_rows(run_dir: Path) -> list:
+    """For a seed aggregate of a model with gates (AKT-Rec), a row per gate: its mean per item-popularity
+    bucket over the seeds, and bucket 0 minus bucket 9 as mean ± sample std over the seeds."""
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    (model, _), = metrics["models"].items()
+    seed_results = [json.loads((Path(run) / "metrics.json").read_text(encoding="utf-8"))["models"][model]
+                    for run in metrics.get("runs", [])]
+    rows = []
+    for key in [key for key in (seed_results[0] if seed_results else {}) if key.endswith(GATE_SUFFIX)]:
+        field = next(name for name in seed_results[0][key][0] if name.startswith("mean_"))
+        means, drop, drop_std = buckets_over_seeds([[bucket[field] for bucket in result[key]]
+                                                    for result in seed_results])
+        rows.append(f"| {metrics['experiment']} | {key.removesuffix(GATE_SUFFIX)} | "
+                    + " ".join(f"{mean:.3f}" for mean in means) + f" | {drop:+.3f} ± {drop_std:.3f} |")
+    return rows
+
+
 def main(argv) -> int:
     print("| run | model | seeds | AUC (all / head / tail) | GAUC (all / head / tail) | log loss | best / epochs | "
           "s per epoch |")
     print("|---|---|---|---|---|---|---|---|")
     for run_dir in argv:
         print(row(Path(run_dir)))
+    gates = [line for run_dir in argv for line in gate_rows(Path(run_dir))]
+    if gates:
+        print("\n| run (mean over seeds) | gate | bucket 0 … bucket 9 | bucket 0 − bucket 9 (mean ± std over seeds) |")
+        print("|---|---|---|---|")
+        print("\n".join(gates))
     return 0
 
 

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from tfrs_llmrec.workflow.seeds import mean_and_std
+from tfrs_llmrec.workflow.seeds import buckets_over_seeds, mean_and_std
 
 
 def _load(path: Path) -> dict:
@@ -30,8 +30,7 @@ def rows(aggregate_dir: Path):
     variant = f"| `{aggregate_dir.name}` | {epochs} | {hit_rate:.3f} | {recall} |"
     buckets = [[bucket["mean_semantic_weight"] for bucket in _load(run / "metrics.json")["models"]["motir"]
                 ["semantic_weight_by_popularity_bucket"]] for run in runs]
-    weights, _ = mean_and_std(buckets)
-    drop, drop_std = mean_and_std([seed[0] - seed[-1] for seed in buckets])
+    weights, drop, drop_std = buckets_over_seeds(buckets)
     gate = (f"| `{aggregate_dir.name}` | " + " ".join(f"{weight:.3f}" for weight in weights) +
             f" | {drop:+.3f} ± {drop_std:.3f} |")
     return variant, gate

@@ -83,7 +83,6 @@ def test_cross_field_validation_names_key(tmp_path):
         load_experiment(path)
 
 
-
 def test_eimf_over_remi_without_remis_terms_is_refused(tmp_path):
     path = write(tmp_path, "x.yaml", "name: e\nmodel: {name: eimf, eimf: {backbone: remi}}\n")
     with pytest.raises(ConfigError, match=r"model\.eimf\.backbone: 'remi' needs model\.sequence\.hard_negative_beta"):

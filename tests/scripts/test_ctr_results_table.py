@@ -40,3 +40,20 @@ def test_an_aggregate_row_has_mean_and_sample_std_and_every_seeds_epochs(tmp_pat
     assert "| 0.5000 ± 0.0000 |" in row
     # 11 + 52 + 27 = 90 seconds over 11 + 13 + 9 = 33 epochs.
     assert row.endswith("| 6/11, 8/13, 4/9 | 2.7 s |")
+
+
+def test_an_aggregate_with_gates_gets_a_row_per_gate_over_its_seeds(tmp_path):
+    runs = []
+    for seed, (low, high) in zip((42, 43), ((0.30, 0.50), (0.40, 0.50))):
+        run = _ranker_run(tmp_path / f"akt-seed{seed}", 0.7, 3, 5, 10.0)
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        metrics["models"]["din"]["item_gate_by_popularity_bucket"] = [
+            {"bucket": 0, "mean_item_gate": low}, {"bucket": 1, "mean_item_gate": high}]
+        (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+        runs.append(run)
+    out_dir = tmp_path / "akt-2seeds"
+    write_aggregate(aggregate_runs(runs, [42, 43], out_dir.name), out_dir)
+    # By hand: bucket means 0.35 and 0.50; bucket 0 - bucket 1 is -0.2 and -0.1 per seed, mean -0.15,
+    # sample std sqrt((0.05² + 0.05²) / 1) = 0.0707.
+    assert ctr_results_table.gate_rows(out_dir) == ["| akt-2seeds | item_gate | 0.350 0.500 | -0.150 ± 0.071 |"]
+    assert ctr_results_table.gate_rows(runs[0]) == []

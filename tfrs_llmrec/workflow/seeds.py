@@ -72,6 +72,15 @@ def mean_and_std(values: Sequence[Any]):
     return None, None
 
 
+def buckets_over_seeds(per_seed: Sequence[Sequence[float]]):
+    """(per-bucket means, mean, sample std) over seeds of a value reported per item-popularity
+    bucket (a gate's weight): the last two are of the least popular bucket's value minus the most
+    popular's, taken within each seed."""
+    means, _ = mean_and_std([list(buckets) for buckets in per_seed])
+    drop, drop_std = mean_and_std([buckets[0] - buckets[-1] for buckets in per_seed])
+    return means, drop, drop_std
+
+
 def aggregate_runs(run_dirs: Sequence[Path], seeds: Sequence[int], name: str) -> Dict[str, Any]:
     """The aggregate of finished runs (one per seed, same split and models)."""
     runs = [json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8")) for run_dir in run_dirs]
