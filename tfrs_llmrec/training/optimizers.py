@@ -54,9 +54,16 @@ def make_optimizer(config: TrainConfig, total_steps: int, num_replicas: int = 1)
 
 
 def set_global_determinism(seed: int) -> None:
-    """Same config, same numbers: seeds Python, NumPy and TF, and asks TF for deterministic ops."""
+    """Same config, same numbers: seeds Python, NumPy and TF, asks TF for deterministic ops, and turns
+    Grappler off for the process."""
     tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    # Op determinism does not cover Grappler's graph rewrites: with them on, the training step's
+    # gradients differed in the last bits from one process to the next on CPU (AKT-Rec's and DIN's
+    # on ML-100K, with one thread or two), and twin runs drifted apart from epoch 1. Turning off the
+    # arithmetic, constant-folding or dependency pass alone did not remove it. Without Grappler every
+    # process computed the same bits, and steps of DIN, AKT-Rec, SASRec and ComiRec-SA took as long.
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 def set_precision(mixed: bool) -> None:
