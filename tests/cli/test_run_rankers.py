@@ -2,10 +2,13 @@
 shared core, AUC/GAUC by group, gate reports, the scoring export and the retrieval-then-ranking
 cascade behind a two-tower run."""
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.cli.test_run_end_to_end import write_clustered_log, write_config
 from tests.cli.test_run_semantic_models import read, run_llmrec
+from tfrs_llmrec.training import best_checkpoint
 
 RANKER = ["--set", "train.epochs=2", "--set", "train.monitor=gauc", "--set", "ctr.max_history=6",
           "--set", "model.ranking.embedding_dim=8", "--set", "model.ranking.mlp_units=[32,16]",
@@ -72,11 +75,7 @@ def test_a_cascade_on_a_ranker_run_is_one_clear_error(experiment, llmrec_cmd, su
 
 
 def _best_weights(run_dir):
-    import numpy as np
-    import tensorflow as tf
-
-    (index,) = (run_dir / "checkpoints").glob("1-train/best/step-*/ckpt.index")
-    reader = tf.train.load_checkpoint(str(index)[:-len(".index")])
+    reader = tf.train.load_checkpoint(best_checkpoint(run_dir / "checkpoints" / "1-train"))
     # The object graph is metadata; every other entry is a variable (model and optimizer).
     return {name: np.asarray(reader.get_tensor(name)) for name in reader.get_variable_to_shape_map()
             if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
