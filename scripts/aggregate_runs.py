@@ -3,8 +3,10 @@
     python scripts/aggregate_runs.py runs/<name>-3seeds runs/<name>-seed42 runs/<name>-seed43 runs/<name>-seed44
 
 For runs that `--seeds` cannot start itself: seeds launched one by one under Horovod or
-`llmrec launch`, or zero-shot runs whose source run differs per seed. Each run's seed is read from
-its config.yaml; the runs must have evaluated the same split.
+`llmrec launch`, zero-shot runs whose source run differs per seed, or cascades whose retriever run
+does (each seed's ranker evaluated again with `cascade.retriever_run` set to that seed's
+retriever). Each run's seed is read from its config.yaml; the runs must have evaluated the same
+split.
 """
 
 import sys

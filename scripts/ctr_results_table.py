@@ -3,7 +3,9 @@
 A run is one `llmrec run` directory or the aggregate of `llmrec run --seeds N`
 (`runs/<name>-<N>seeds`), whose cells are mean ± sample standard deviation over its seeds. A row
 per run: AUC, GAUC and log loss overall and on head / tail items (top 20% by training
-impressions), the best and last epochs (per seed) and the training time per epoch."""
+impressions), the best and last epochs (per seed) and the training time per epoch. A run evaluated
+with `cascade.retriever_run` also gets a cascade row: recall of the retriever's top_k, then each
+metric in the retriever's order → the ranker's reordering of the same candidates."""
 
 import json
 import sys
@@ -63,6 +65,28 @@ def gate_rows(run_dir: Path) -> list:
     return rows
 
 
+CASCADE_METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+
+
+def cascade_row(run_dir: Path):
+    """The run's retrieval-then-ranking row (mean ± std for an aggregate), None without a cascade."""
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    (_, result), = metrics["models"].items()
+    cascade, std = result.get("cascade"), result.get("cascade_std")
+    if cascade is None:
+        return None
+
+    def cell(order, metric):
+        text = f"{cascade[order][metric]:.4f}"
+        return text + (f" ± {std[order][metric]:.4f}" if std is not None else "")
+
+    top = f"recall@{int(cascade['top_k'])}"
+    retriever = cascade["retriever_run"] or f"{cascade['retriever']} (one run per seed)"
+    return (f"| {metrics['experiment']} | {retriever} | {cascade['num_users']:.0f} | {cell('retrieval', top)} | "
+            + " | ".join(f"{cell('retrieval', metric)} → {cell('reranked', metric)}" for metric in CASCADE_METRICS)
+            + " |")
+
+
 def main(argv) -> int:
     print("| run | model | seeds | AUC (all / head / tail) | GAUC (all / head / tail) | log loss | best / epochs | "
           "s per epoch |")
@@ -74,6 +98,12 @@ def main(argv) -> int:
         print("\n| run (mean over seeds) | gate | bucket 0 … bucket 9 | bucket 0 − bucket 9 (mean ± std over seeds) |")
         print("|---|---|---|---|")
         print("\n".join(gates))
+    cascades = [line for line in map(cascade_row, map(Path, argv)) if line is not None]
+    if cascades:
+        print("\n| run | retriever | users | recall@top_k (the candidates) | "
+              + " | ".join(f"{metric} retrieval → reranked" for metric in CASCADE_METRICS) + " |")
+        print("|---|---|---|---|" + "---|" * len(CASCADE_METRICS))
+        print("\n".join(cascades))
     return 0
 
 

@@ -57,3 +57,29 @@ def test_an_aggregate_with_gates_gets_a_row_per_gate_over_its_seeds(tmp_path):
     # sample std sqrt((0.05² + 0.05²) / 1) = 0.0707.
     assert ctr_results_table.gate_rows(out_dir) == ["| akt-2seeds | item_gate | 0.350 0.500 | -0.150 ± 0.071 |"]
     assert ctr_results_table.gate_rows(runs[0]) == []
+
+
+def _add_cascade(run: Path, retrieval: float, reranked: float) -> None:
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    orders = {order: {"recall@10": value, "ndcg@10": value / 2, "recall@20": value * 2, "ndcg@20": value,
+                      "recall@100": 0.5} for order, value in (("retrieval", retrieval), ("reranked", reranked))}
+    metrics["models"]["din"]["cascade"] = {"retriever_run": f"runs/motir-{run.name}", "retriever": "motir",
+                                           "top_k": 100, "split": "test", "num_users": 943, **orders}
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+
+
+def test_a_cascade_row_per_run_and_over_seeds(tmp_path):
+    runs = [_ranker_run(tmp_path / f"akt-seed{seed}", 0.7, 3, 5, 10.0) for seed in (42, 43)]
+    assert ctr_results_table.cascade_row(runs[0]) is None
+    _add_cascade(runs[0], 0.10, 0.04)
+    _add_cascade(runs[1], 0.12, 0.06)
+    assert ctr_results_table.cascade_row(runs[0]) == (
+        "| akt-seed42 | runs/motir-akt-seed42 | 943 | 0.5000 | 0.1000 → 0.0400 | 0.0500 → 0.0200 | "
+        "0.2000 → 0.0800 | 0.1000 → 0.0400 |")
+    out_dir = tmp_path / "akt-cascade-2seeds"
+    write_aggregate(aggregate_runs(runs, [42, 43], out_dir.name), out_dir)
+    # By hand: recall@10 0.10 and 0.12 give mean 0.11, sample std sqrt(2 * 0.01²) = 0.0141; the retriever
+    # runs differ per seed, so the row names the retriever model.
+    row = ctr_results_table.cascade_row(out_dir)
+    assert row.startswith("| akt-cascade-2seeds | motir (one run per seed) | 943 | 0.5000 ± 0.0000 | "
+                          "0.1100 ± 0.0141 → 0.0500 ± 0.0141 | ")

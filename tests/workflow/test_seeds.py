@@ -82,3 +82,29 @@ def from_dict_config(seed):
     from tfrs_llmrec.config import ExperimentConfig
 
     return from_dict(ExperimentConfig, {"name": "x", "seed": seed})
+
+
+def add_cascade(run_dir, retriever_run, retrieval_recall, reranked_recall):
+    path = run_dir / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["models"]["mf_bpr"]["cascade"] = {"retriever_run": retriever_run, "top_k": 100,
+                                              "retrieval": {"recall@20": retrieval_recall},
+                                              "reranked": {"recall@20": reranked_recall}}
+    path.write_text(json.dumps(metrics))
+
+
+def test_cascades_are_aggregated_over_seeds_and_must_be_in_every_run(tmp_path):
+    dirs = [write_run(tmp_path / f"s{seed}", "test", 0.3, 0.1, [0.1]) for seed in (42, 43, 44)]
+    for run_dir, (retrieval, reranked) in zip(dirs, [(0.20, 0.10), (0.22, 0.08), (0.24, 0.12)]):
+        add_cascade(run_dir, f"runs/retriever-{run_dir.name}", retrieval, reranked)
+    model = aggregate_runs(dirs, [42, 43, 44], "exp")["models"]["mf_bpr"]
+    assert model["cascade"]["retrieval"]["recall@20"] == pytest.approx(0.22)
+    assert model["cascade"]["reranked"]["recall@20"] == pytest.approx(0.10)
+    # deviations -0.02, 0, 0.02 in both: sqrt(0.0008 / 2) = 0.02
+    assert model["cascade_std"]["reranked"]["recall@20"] == pytest.approx(0.02)
+    # each seed reranked its own retriever run: no single one to name; the shared top_k is kept
+    assert model["cascade"]["retriever_run"] is None and model["cascade"]["top_k"] == 100
+    assert "cascade" not in aggregate_runs([write_run(tmp_path / "plain", "test", 0.3, 0.1, [0.1])],
+                                           [1], "exp")["models"]["mf_bpr"]
+    with pytest.raises(ValueError, match="cascade in only some"):
+        aggregate_runs([*dirs, tmp_path / "plain"], [42, 43, 44, 1], "exp")

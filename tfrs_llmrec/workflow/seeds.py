@@ -9,6 +9,8 @@ negatives). The CTR rankers' samples are the exception: their negatives are draw
 The aggregate keeps the shape of one run's metrics.json, so the table scripts read either:
 `models.<model>.summary` holds the means of every number of the per-seed summaries,
 `models.<model>.std` the sample standard deviations (ddof 1), and `per_seed` the runs' own values.
+A ranker's retrieval-then-ranking cascade, where every run has one, is `models.<model>.cascade`
+(means; each seed's ranker may rerank its own retriever run) with `cascade_std`.
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ def aggregate_runs(run_dirs: Sequence[Path], seeds: Sequence[int], name: str) ->
         mean, std = mean_and_std([result["summary"] for result in results])
         models[model] = {"summary": mean, "std": std, "per_seed": [result["summary"] for result in results],
                          "seconds": float(np.mean([result["seconds"] for result in results]))}
+        cascades = [result.get("cascade") for result in results]
+        if any(cascade is not None for cascade in cascades):
+            if any(cascade is None for cascade in cascades):
+                raise ValueError(f"model {model} has a cascade in only some of {list(map(str, run_dirs))}")
+            models[model]["cascade"], models[model]["cascade_std"] = mean_and_std(cascades)
     training = {}
     for run_dir in run_dirs:
         path = Path(run_dir) / TRAIN_RESULT_FILE
