@@ -65,14 +65,23 @@ def gate_rows(run_dir: Path) -> list:
     return rows
 
 
-CASCADE_METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
-
-
-def cascade_row(run_dir: Path):
-    """The run's retrieval-then-ranking row (mean ± std for an aggregate), None without a cascade."""
+def _cascade(run_dir: Path):
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     (_, result), = metrics["models"].items()
-    cascade, std = result.get("cascade"), result.get("cascade_std")
+    return metrics["experiment"], result.get("cascade"), result.get("cascade_std")
+
+
+def cascade_metrics(run_dir: Path) -> list:
+    """The cutoffs the run's cascade reports beside the candidates' recall@top_k ([] without one)."""
+    _, cascade, _ = _cascade(run_dir)
+    return [] if cascade is None else [name for name in cascade["retrieval"]
+                                       if name != f"recall@{int(cascade['top_k'])}"]
+
+
+def cascade_row(run_dir: Path, metrics: list):
+    """The run's retrieval-then-ranking row over `metrics` (mean ± std for an aggregate; "-" for a
+    cutoff it lacks), None without a cascade."""
+    experiment, cascade, std = _cascade(run_dir)
     if cascade is None:
         return None
 
@@ -80,11 +89,13 @@ def cascade_row(run_dir: Path):
         text = f"{cascade[order][metric]:.4f}"
         return text + (f" ± {std[order][metric]:.4f}" if std is not None else "")
 
-    top = f"recall@{int(cascade['top_k'])}"
+    def pair(metric):
+        return f"{cell('retrieval', metric)} → {cell('reranked', metric)}" if metric in cascade["retrieval"] else "-"
+
     retriever = cascade["retriever_run"] or f"{cascade['retriever']} (one run per seed)"
-    return (f"| {metrics['experiment']} | {retriever} | {cascade['num_users']:.0f} | {cell('retrieval', top)} | "
-            + " | ".join(f"{cell('retrieval', metric)} → {cell('reranked', metric)}" for metric in CASCADE_METRICS)
-            + " |")
+    candidates = cell("retrieval", f"recall@{int(cascade['top_k'])}")
+    return (f"| {experiment} | {retriever} | {cascade['num_users']:.0f} | {candidates} | "
+            + " | ".join(map(pair, metrics)) + " |")
 
 
 def main(argv) -> int:
@@ -98,11 +109,12 @@ def main(argv) -> int:
         print("\n| run (mean over seeds) | gate | bucket 0 … bucket 9 | bucket 0 − bucket 9 (mean ± std over seeds) |")
         print("|---|---|---|---|")
         print("\n".join(gates))
-    cascades = [line for line in map(cascade_row, map(Path, argv)) if line is not None]
+    metrics = list(dict.fromkeys(metric for run_dir in argv for metric in cascade_metrics(Path(run_dir))))
+    cascades = [line for line in (cascade_row(Path(run_dir), metrics) for run_dir in argv) if line is not None]
     if cascades:
         print("\n| run | retriever | users | recall@top_k (the candidates) | "
-              + " | ".join(f"{metric} retrieval → reranked" for metric in CASCADE_METRICS) + " |")
-        print("|---|---|---|---|" + "---|" * len(CASCADE_METRICS))
+              + " | ".join(f"{metric} retrieval → reranked" for metric in metrics) + " |")
+        print("|---|---|---|---|" + "---|" * len(metrics))
         print("\n".join(cascades))
     return 0
 

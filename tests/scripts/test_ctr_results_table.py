@@ -70,16 +70,19 @@ def _add_cascade(run: Path, retrieval: float, reranked: float) -> None:
 
 def test_a_cascade_row_per_run_and_over_seeds(tmp_path):
     runs = [_ranker_run(tmp_path / f"akt-seed{seed}", 0.7, 3, 5, 10.0) for seed in (42, 43)]
-    assert ctr_results_table.cascade_row(runs[0]) is None
+    metrics = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
+    assert ctr_results_table.cascade_row(runs[0], metrics) is None
     _add_cascade(runs[0], 0.10, 0.04)
     _add_cascade(runs[1], 0.12, 0.06)
-    assert ctr_results_table.cascade_row(runs[0]) == (
+    assert ctr_results_table.cascade_metrics(runs[0]) == metrics  # recall@100 is the candidates' column
+    assert ctr_results_table.cascade_row(runs[0], metrics) == (
         "| akt-seed42 | runs/motir-akt-seed42 | 943 | 0.5000 | 0.1000 → 0.0400 | 0.0500 → 0.0200 | "
         "0.2000 → 0.0800 | 0.1000 → 0.0400 |")
     out_dir = tmp_path / "akt-cascade-2seeds"
     write_aggregate(aggregate_runs(runs, [42, 43], out_dir.name), out_dir)
     # By hand: recall@10 0.10 and 0.12 give mean 0.11, sample std sqrt(2 * 0.01²) = 0.0141; the retriever
     # runs differ per seed, so the row names the retriever model.
-    row = ctr_results_table.cascade_row(out_dir)
+    row = ctr_results_table.cascade_row(out_dir, ["recall@10", "recall@5"])
+    assert row.endswith(" | - |")  # a cutoff this run did not report
     assert row.startswith("| akt-cascade-2seeds | motir (one run per seed) | 943 | 0.5000 ± 0.0000 | "
                           "0.1100 ± 0.0141 → 0.0500 ± 0.0141 | ")
