@@ -24,6 +24,11 @@ def _value(summary, std, group, metric) -> str:
     return text
 
 
+def load(run_dir: Path) -> dict:
+    """The run's metrics.json, read once for all of its rows."""
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
 def _training(run_dir: Path, metrics: dict) -> dict:
     """Best epochs, epochs run and seconds of training, one list entry per seed."""
     if "training" in metrics:
@@ -32,8 +37,7 @@ def _training(run_dir: Path, metrics: dict) -> dict:
     return {key: [train[key]] for key in ("best_epoch", "epochs_completed", "seconds")}
 
 
-def row(run_dir: Path) -> str:
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+def row(run_dir: Path, metrics: dict) -> str:
     (model, result), = metrics["models"].items()
     summary, std = result["summary"], result.get("std")
     training = _training(run_dir, metrics)
@@ -48,10 +52,9 @@ def row(run_dir: Path) -> str:
             f"{_value(summary, std, 'overall', 'logloss')} | {epochs} | {per_epoch:.1f} s |")
 
 
-def gate_rows(run_dir: Path) -> list:
+def gate_rows(metrics: dict) -> list:
     """For a seed aggregate of a model with gates (AKT-Rec), a row per gate: its mean per item-popularity
     bucket over the seeds, and bucket 0 minus bucket 9 as mean ± sample std over the seeds."""
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     (model, _), = metrics["models"].items()
     seed_results = [json.loads((Path(run) / "metrics.json").read_text(encoding="utf-8"))["models"][model]
                     for run in metrics.get("runs", [])]
@@ -65,23 +68,24 @@ def gate_rows(run_dir: Path) -> list:
     return rows
 
 
-def _cascade(run_dir: Path):
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+def _cascade(metrics: dict):
+    """(cascade, cascade_std, the candidates' metric recall@top_k); Nones without a cascade."""
     (_, result), = metrics["models"].items()
-    return metrics["experiment"], result.get("cascade"), result.get("cascade_std")
+    cascade = result.get("cascade")
+    candidates = None if cascade is None else f"recall@{int(cascade['top_k'])}"
+    return cascade, result.get("cascade_std"), candidates
 
 
-def cascade_metrics(run_dir: Path) -> list:
+def cascade_metrics(metrics: dict) -> list:
     """The cutoffs the run's cascade reports beside the candidates' recall@top_k ([] without one)."""
-    _, cascade, _ = _cascade(run_dir)
-    return [] if cascade is None else [name for name in cascade["retrieval"]
-                                       if name != f"recall@{int(cascade['top_k'])}"]
+    cascade, _, candidates = _cascade(metrics)
+    return [] if cascade is None else [name for name in cascade["retrieval"] if name != candidates]
 
 
-def cascade_row(run_dir: Path, metrics: list):
-    """The run's retrieval-then-ranking row over `metrics` (mean ± std for an aggregate; "-" for a
-    cutoff it lacks), None without a cascade."""
-    experiment, cascade, std = _cascade(run_dir)
+def cascade_row(metrics: dict, columns: list):
+    """The run's retrieval-then-ranking row over the cutoffs `columns` (mean ± std for an aggregate;
+    "-" for a cutoff it lacks), None without a cascade."""
+    cascade, std, candidates = _cascade(metrics)
     if cascade is None:
         return None
 
@@ -93,28 +97,28 @@ def cascade_row(run_dir: Path, metrics: list):
         return f"{cell('retrieval', metric)} → {cell('reranked', metric)}" if metric in cascade["retrieval"] else "-"
 
     retriever = cascade["retriever_run"] or f"{cascade['retriever']} (one run per seed)"
-    candidates = cell("retrieval", f"recall@{int(cascade['top_k'])}")
-    return (f"| {experiment} | {retriever} | {cascade['num_users']:.0f} | {candidates} | "
-            + " | ".join(map(pair, metrics)) + " |")
+    return (f"| {metrics['experiment']} | {retriever} | {cascade['num_users']:.0f} | "
+            f"{cell('retrieval', candidates)} | " + " | ".join(map(pair, columns)) + " |")
 
 
 def main(argv) -> int:
     print("| run | model | seeds | AUC (all / head / tail) | GAUC (all / head / tail) | log loss | best / epochs | "
           "s per epoch |")
     print("|---|---|---|---|---|---|---|---|")
-    for run_dir in argv:
-        print(row(Path(run_dir)))
-    gates = [line for run_dir in argv for line in gate_rows(Path(run_dir))]
+    runs = [(Path(run_dir), load(Path(run_dir))) for run_dir in argv]
+    for run_dir, metrics in runs:
+        print(row(run_dir, metrics))
+    gates = [line for _, metrics in runs for line in gate_rows(metrics)]
     if gates:
         print("\n| run (mean over seeds) | gate | bucket 0 … bucket 9 | bucket 0 − bucket 9 (mean ± std over seeds) |")
         print("|---|---|---|---|")
         print("\n".join(gates))
-    metrics = list(dict.fromkeys(metric for run_dir in argv for metric in cascade_metrics(Path(run_dir))))
-    cascades = [line for line in (cascade_row(Path(run_dir), metrics) for run_dir in argv) if line is not None]
+    columns = list(dict.fromkeys(column for _, metrics in runs for column in cascade_metrics(metrics)))
+    cascades = [line for line in (cascade_row(metrics, columns) for _, metrics in runs) if line is not None]
     if cascades:
         print("\n| run | retriever | users | recall@top_k (the candidates) | "
-              + " | ".join(f"{metric} retrieval → reranked" for metric in metrics) + " |")
-        print("|---|---|---|---|" + "---|" * len(metrics))
+              + " | ".join(f"{column} retrieval → reranked" for column in columns) + " |")
+        print("|---|---|---|---|" + "---|" * len(columns))
         print("\n".join(cascades))
     return 0
 

@@ -7,6 +7,7 @@ from tests.scripts import load_script
 from tfrs_llmrec.workflow.seeds import aggregate_runs, write_aggregate
 
 ctr_results_table = load_script("scripts/ctr_results_table.py", "ctr_results_table")
+load = ctr_results_table.load
 
 
 def _ranker_run(run_dir: Path, gauc: float, best_epoch: int, epochs: int, seconds: float) -> Path:
@@ -23,8 +24,9 @@ def _ranker_run(run_dir: Path, gauc: float, best_epoch: int, epochs: int, second
 
 def test_a_single_run_row(tmp_path):
     run = _ranker_run(tmp_path / "din", 0.7, 9, 10, 50.0)
-    assert ctr_results_table.row(run) == ("| din | din | 1 | 0.8000 / 0.8000 / 0.8000 | 0.7000 / 0.7000 / 0.7000 | "
-                                          "0.5000 | 9/10 | 5.0 s |")
+    assert ctr_results_table.row(run, load(run)) == ("| din | din | 1 | 0.8000 / 0.8000 / 0.8000 | "
+                                                     "0.7000 / 0.7000 / 0.7000 | "
+                                                     "0.5000 | 9/10 | 5.0 s |")
 
 
 def test_an_aggregate_row_has_mean_and_sample_std_and_every_seeds_epochs(tmp_path):
@@ -33,7 +35,7 @@ def test_an_aggregate_row_has_mean_and_sample_std_and_every_seeds_epochs(tmp_pat
             _ranker_run(tmp_path / "din-seed44", 0.74, 4, 9, 27.0)]
     out_dir = tmp_path / "din-3seeds"
     write_aggregate(aggregate_runs(runs, [42, 43, 44], out_dir.name), out_dir)
-    row = ctr_results_table.row(out_dir)
+    row = ctr_results_table.row(out_dir, load(out_dir))
     # By hand: mean 0.72; deviations ±0.02 and 0 give a sample variance (0.0004 * 2) / 2, std 0.02.
     assert "| din-3seeds | din | 3 | 0.8200 ± 0.0200 / " in row
     assert "0.7200 ± 0.0200 / 0.7200 ± 0.0200 / 0.7200 ± 0.0200" in row
@@ -55,8 +57,8 @@ def test_an_aggregate_with_gates_gets_a_row_per_gate_over_its_seeds(tmp_path):
     write_aggregate(aggregate_runs(runs, [42, 43], out_dir.name), out_dir)
     # By hand: bucket means 0.35 and 0.50; bucket 0 - bucket 1 is -0.2 and -0.1 per seed, mean -0.15,
     # sample std sqrt((0.05² + 0.05²) / 1) = 0.0707.
-    assert ctr_results_table.gate_rows(out_dir) == ["| akt-2seeds | item_gate | 0.350 0.500 | -0.150 ± 0.071 |"]
-    assert ctr_results_table.gate_rows(runs[0]) == []
+    assert ctr_results_table.gate_rows(load(out_dir)) == ["| akt-2seeds | item_gate | 0.350 0.500 | -0.150 ± 0.071 |"]
+    assert ctr_results_table.gate_rows(load(runs[0])) == []
 
 
 def _add_cascade(run: Path, retrieval: float, reranked: float) -> None:
@@ -71,18 +73,18 @@ def _add_cascade(run: Path, retrieval: float, reranked: float) -> None:
 def test_a_cascade_row_per_run_and_over_seeds(tmp_path):
     runs = [_ranker_run(tmp_path / f"akt-seed{seed}", 0.7, 3, 5, 10.0) for seed in (42, 43)]
     metrics = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
-    assert ctr_results_table.cascade_row(runs[0], metrics) is None
+    assert ctr_results_table.cascade_row(load(runs[0]), metrics) is None
     _add_cascade(runs[0], 0.10, 0.04)
     _add_cascade(runs[1], 0.12, 0.06)
-    assert ctr_results_table.cascade_metrics(runs[0]) == metrics  # recall@100 is the candidates' column
-    assert ctr_results_table.cascade_row(runs[0], metrics) == (
+    assert ctr_results_table.cascade_metrics(load(runs[0])) == metrics  # recall@100 is the candidates' column
+    assert ctr_results_table.cascade_row(load(runs[0]), metrics) == (
         "| akt-seed42 | runs/motir-akt-seed42 | 943 | 0.5000 | 0.1000 → 0.0400 | 0.0500 → 0.0200 | "
         "0.2000 → 0.0800 | 0.1000 → 0.0400 |")
     out_dir = tmp_path / "akt-cascade-2seeds"
     write_aggregate(aggregate_runs(runs, [42, 43], out_dir.name), out_dir)
     # By hand: recall@10 0.10 and 0.12 give mean 0.11, sample std sqrt(2 * 0.01²) = 0.0141; the retriever
     # runs differ per seed, so the row names the retriever model.
-    row = ctr_results_table.cascade_row(out_dir, ["recall@10", "recall@5"])
+    row = ctr_results_table.cascade_row(load(out_dir), ["recall@10", "recall@5"])
     assert row.endswith(" | - |")  # a cutoff this run did not report
     assert row.startswith("| akt-cascade-2seeds | motir (one run per seed) | 943 | 0.5000 ± 0.0000 | "
                           "0.1100 ± 0.0141 → 0.0500 ± 0.0141 | ")
