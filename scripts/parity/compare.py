@@ -70,10 +70,6 @@ def our_row(config: ExperimentConfig, run_dir: Path) -> dict:
         raise SystemExit(f"{run_dir / METRICS_FILE}: evaluated on {metrics['split']!r}; the parity runs use "
                          "--set eval.split=test")
     training = _read_json(run_dir / TRAIN_RESULT_FILE)
-    stage = list(training["stages"].values())[-1]
-    # `seconds` covers only the last invocation (a resumed run does not count the earlier ones).
-    steps_this_run = stage["global_steps"] - stage["resumed_from_step"]
-    epochs_this_run = training["epochs_completed"] * steps_this_run / max(stage["global_steps"], 1)
     resolved = to_dict(config)
     settings = {}
     for key in OUR_SETTINGS:
@@ -86,7 +82,9 @@ def our_row(config: ExperimentConfig, run_dir: Path) -> dict:
         **_at_cutoff(metrics["models"][config.model.name]["summary"]),
         "monitor": config.train.monitor, "valid_monitor": training["best_value"],
         "best_epoch": training["best_epoch"], "epochs_run": training["epochs_completed"],
-        "seconds_per_epoch": training["seconds"] / epochs_this_run if epochs_this_run > 0 else None,
+        # `seconds` adds up every invocation of a resumed run (training.trainer.TrainResult).
+        "seconds_per_epoch": (training["seconds"] / training["epochs_completed"]) if training["epochs_completed"]
+        else None,
         "train_seconds_per_epoch": None,
         "settings": settings,
     }

@@ -31,7 +31,8 @@ def test_each_variant_command_loads_as_the_config_with_its_switch_and_the_common
 
 
 def test_without_seeds_a_row_is_the_run_itself():
-    [(command, row_dir)] = akt_rec_ablations.variant_commands("llmrec", CONFIG, "akt", "runs", ["no-hfa-gate"], None, [])
+    [(command, row_dir)] = akt_rec_ablations.variant_commands("llmrec", CONFIG, "akt", "runs", ["no-hfa-gate"], None,
+                                                              [])
     assert "--seeds" not in command and str(row_dir) == "runs/akt-no-hfa-gate"
 
 

@@ -1,4 +1,5 @@
 import json
+import time
 
 import numpy as np
 import pytest
@@ -95,6 +96,29 @@ def test_finished_run_is_not_retrained(tmp_path, single):
     again = Scripted([])
     result = train(two_tower(), tmp_path, TrainConfig(epochs=1), again, single)
     assert again.seen == [] and result.epochs_completed == 1
+
+
+class SlowMonitor(Scripted):
+    """Each validation takes at least SECONDS, so the training time has a known lower bound."""
+
+    SECONDS = 1.0
+
+    def __call__(self, model):
+        time.sleep(self.SECONDS)
+        return super().__call__(model)
+
+
+def test_training_seconds_add_up_over_a_resume_and_survive_reopening_a_finished_run(tmp_path, single):
+    first = train(two_tower(), tmp_path, TrainConfig(epochs=1), SlowMonitor([0.3]), single)
+    resumed = train(two_tower(), tmp_path, TrainConfig(epochs=2), Scripted([0.4]), single)
+    reopened = train(two_tower(), tmp_path, TrainConfig(epochs=2), Scripted([]), single)
+    assert first.seconds >= SlowMonitor.SECONDS
+    # The resumed invocation ran 8 steps at examples_per_second (its own rate); its total adds the
+    # first invocation's slow epoch on top of its own time.
+    own_seconds = 8 * epochs().global_batch_size / resumed.examples_per_second
+    assert resumed.resumed_from_step == 8 and resumed.seconds - own_seconds >= SlowMonitor.SECONDS
+    # Reopened (to evaluate again, say): no epoch runs, and the cost recorded at the last checkpoint stays.
+    assert reopened.epochs_completed == 2 and SlowMonitor.SECONDS <= reopened.seconds <= resumed.seconds + 1.0
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, single):

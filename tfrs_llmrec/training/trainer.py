@@ -55,8 +55,10 @@ class TrainResult:
     # Steps already done when this invocation started (0: a fresh start).
     resumed_from_step: int = 0
     global_steps: int = 0
-    # Wall time of this invocation only (a resumed run does not count the earlier ones).
+    # Wall time of the training so far: the earlier invocations' up to their last checkpoint (what a
+    # kill lost is redone and counted once), so a resumed or re-evaluated run keeps its cost.
     seconds: float = 0.0
+    # Of this invocation's steps.
     examples_per_second: float = 0.0
 
 
@@ -135,11 +137,14 @@ def train_stage(model: TrainableModel, epochs: TrainingEpochs, config: TrainConf
     # Identical starting weights everywhere (initialisers differ per process; a restore may too).
     distribution.broadcast_variables(model.variables + _optimizer_variables(optimizer))
 
+    earlier_seconds = result.seconds
+    started = time.perf_counter()
+
     def publish(store: CheckpointStore, target: tf.train.Checkpoint) -> None:
         if chief:
+            result.seconds = earlier_seconds + time.perf_counter() - started
             store.save(target, int(optimizer.iterations.numpy()), {"loop": dict(state), "result": asdict(result)})
 
-    started = time.perf_counter()
     steps_run = 0
     termination = termination or TerminationRequest()
     step = distribution.step_function(model)
@@ -199,9 +204,10 @@ def train_stage(model: TrainableModel, epochs: TrainingEpochs, config: TrainConf
     if best_saved is not None:
         restore(tf.train.Checkpoint(model=model), best_saved, partial=True)
     result.global_steps = int(optimizer.iterations.numpy())
-    result.seconds = time.perf_counter() - started
-    if steps_run and result.seconds > 0:
-        result.examples_per_second = steps_run * epochs.global_batch_size / result.seconds
+    seconds_here = time.perf_counter() - started
+    result.seconds = earlier_seconds + seconds_here
+    if steps_run and seconds_here > 0:
+        result.examples_per_second = steps_run * epochs.global_batch_size / seconds_here
     return result
 
 
