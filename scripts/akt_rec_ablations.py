@@ -47,6 +47,8 @@ def parse_args(argv):
 
 def variant_commands(llmrec, config, base_name, output_dir, variants, seeds, overrides):
     """(command, the run directory its table row reads) per variant."""
+    from tfrs_llmrec.workflow.seeds import aggregate_dir_name
+
     planned = []
     for variant in variants:
         name = f"{base_name}-{variant}"
@@ -56,7 +58,7 @@ def variant_commands(llmrec, config, base_name, output_dir, variants, seeds, ove
         row_dir = Path(output_dir) / name
         if seeds is not None:
             command += ["--seeds", str(seeds)]
-            row_dir = Path(output_dir) / f"{name}-{seeds}seeds"
+            row_dir = Path(output_dir) / aggregate_dir_name(name, seeds)
         planned.append((command, row_dir))
     return planned
 
