@@ -230,6 +230,20 @@ def test_self_attentive_padding_changes_nothing_and_an_empty_row_gives_zeros():
         tf.constant(EMBEDDINGS), tf.constant(MASK)).shape == (3, K, DIM)
 
 
+def test_self_attentive_in_a_tf_function_checks_the_length_before_the_position_lookup(grappler):
+    extractor = SelfAttentiveInterests(K, DIM, max_length=5, seed=2)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, DIM]), tf.TensorSpec([None, None], tf.bool)])
+    def extract(embeddings, mask):
+        return extractor(embeddings, mask)
+
+    np.testing.assert_allclose(extract(tf.constant(EMBEDDINGS), tf.constant(MASK)).numpy(),
+                               extractor(tf.constant(EMBEDDINGS), tf.constant(MASK)).numpy(), rtol=1e-5, atol=1e-6)
+    longer = np.concatenate([EMBEDDINGS, EMBEDDINGS[:, :1]], axis=1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="exceeds max_length"):
+        extract(tf.constant(longer), tf.constant(np.concatenate([MASK, MASK[:, :1]], axis=1)))
+
+
 # ---------------------------------------------------------------- both extractors
 
 

@@ -193,7 +193,7 @@ def test_same_seed_same_encoder_and_config_round_trip():
     assert not np.allclose(attention.query.kernel.numpy(), attention.key.kernel.numpy())
 
 
-def test_works_in_a_tf_function_with_any_length_up_to_max_length():
+def test_works_in_a_tf_function_with_any_length_up_to_max_length(grappler):
     encoder = seeded_encoder()
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, DIM]), tf.TensorSpec([None, None], tf.bool)])

@@ -37,6 +37,7 @@ from typing import Optional
 import tensorflow as tf
 
 from tfrs_llmrec.layers.initializers import embedding_uniform, glorot
+from tfrs_llmrec.layers.positions import checked_positions
 
 # Logit of a padded position before a softmax over positions; finite, so an empty row gives no NaN.
 _MASKED_SCORE = -1e9
@@ -172,9 +173,7 @@ class SelfAttentiveInterests(tf.keras.layers.Layer):
         scored = embeddings
         if self.position_embedding is not None:
             length = tf.shape(embeddings)[1]
-            # An embedding lookup past the table gives zeros on GPU instead of failing.
-            tf.debugging.assert_less_equal(length, self.max_length, message="sequence length exceeds max_length")
-            positions = tf.range(length)
+            positions = checked_positions(length, self.max_length)
             scored = embeddings + tf.cast(self.position_embedding(positions), self.compute_dtype)
         logits = tf.transpose(tf.cast(self.heads(self.hidden(scored)), tf.float32), [0, 2, 1])  # [B, K, L]
         valid = mask[:, tf.newaxis, :]

@@ -25,6 +25,7 @@ from typing import Optional
 import tensorflow as tf
 
 from tfrs_llmrec.layers.initializers import embedding_uniform, glorot
+from tfrs_llmrec.layers.positions import checked_positions
 
 # Logit of a disallowed key before the softmax; finite, so a query without any key gives no NaN.
 _MASKED_SCORE = -1e9
@@ -162,11 +163,9 @@ class CausalSelfAttentionEncoder(tf.keras.layers.Layer):
     def call(self, item_embeddings, mask, training=None):
         item_embeddings = tf.cast(item_embeddings, self.compute_dtype)
         length = tf.shape(item_embeddings)[1]
-        # An embedding lookup past the table gives zeros on GPU instead of failing.
-        tf.debugging.assert_less_equal(length, self.max_length, message="sequence length exceeds max_length")
+        positions = checked_positions(length, self.max_length)
         mask = tf.cast(mask, tf.bool)
         valid = mask[..., tf.newaxis]
-        positions = tf.range(length)
         inputs = tf.where(valid, item_embeddings, tf.zeros_like(item_embeddings))
         outputs = self.input_dropout(inputs + tf.cast(self.position_embedding(positions), self.compute_dtype),
                                      training=training)

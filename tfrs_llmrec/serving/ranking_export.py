@@ -140,17 +140,21 @@ class RankingModule(tf.Module):
             tf.TensorSpec([None, None, None], tf.int64, name=CANDIDATE_SEMANTIC_IDS),))
 
     def _score(self, user_id, history, candidate_ids, semantic_ids=None):
-        tf.debugging.assert_equal(tf.shape(candidate_ids)[0], tf.shape(user_id)[0],
-                                  message="candidate_ids must have one row per user_id")
-        history_indices = self.history.recent(history)[0]
-        logits = candidate_logits(self.model, self.tables, self.users.lookup(user_id), history_indices,
-                                  self.items.lookup(candidate_ids), semantic_ids)
-        return {PROBABILITIES: tf.sigmoid(logits)}
+        # The scoring depends on the check, so its message, not a shape error of some later op, is
+        # what a caller sees, in whatever order the graph's ops run.
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(candidate_ids)[0], tf.shape(user_id)[0],
+                message="candidate_ids must have one row per user_id")]):
+            history_indices = self.history.recent(history)[0]
+            logits = candidate_logits(self.model, self.tables, self.users.lookup(user_id), history_indices,
+                                      self.items.lookup(candidate_ids), semantic_ids)
+            return {PROBABILITIES: tf.sigmoid(logits)}
 
     def _score_new_items(self, user_id, history, candidate_ids, candidate_semantic_ids):
-        tf.debugging.assert_equal(tf.shape(candidate_semantic_ids)[:2], tf.shape(candidate_ids),
-                                  message="candidate_semantic_ids must have one row of codes per candidate")
-        return self._score(user_id, history, candidate_ids, candidate_semantic_ids)
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(candidate_semantic_ids)[:2], tf.shape(candidate_ids),
+                message="candidate_semantic_ids must have one row of codes per candidate")]):
+            return self._score(user_id, history, candidate_ids, candidate_semantic_ids)
 
 
 def save_ranking_model(model, tables: ImpressionTables, item_ids: Sequence[str], user_ids: Sequence[str],
