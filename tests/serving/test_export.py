@@ -16,8 +16,8 @@ from tfrs_llmrec.data.spec import PAD_ITEM
 from tfrs_llmrec.models import TwoTowerModel
 from tfrs_llmrec.models.mf_bpr import MatrixFactorizationModel
 from tfrs_llmrec.serving.export import (UNKNOWN_CANDIDATE_SCORE, RetrievalModule, UserTableTower,
-                                        check_in_fresh_process, merge_interest_candidates, save_item_tower, save_retrieval_model,
-                                        saved_model_ops, serving_query_tower)
+                                        calls_in_fresh_process, check_in_fresh_process, merge_interest_candidates,
+                                        save_item_tower, save_retrieval_model, saved_model_ops, serving_query_tower)
 from tfrs_llmrec.serving.indexes import IndexSettings, build_index, top_k_recall
 
 NUM_USERS, NUM_ITEMS, MAX_HISTORY, K, SEMANTIC_DIM = 20, 300, 4, 10, 6
@@ -254,6 +254,22 @@ def test_transductive_models_serve_a_table_of_their_users(tmp_path):
     users = mf.query_embeddings(np.arange(NUM_USERS))
     np.testing.assert_allclose(outputs["query_embedding"][:2], users[[3, 19]], rtol=1e-6)
     np.testing.assert_allclose(outputs["query_embedding"][2], users.mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_several_calls_in_one_process_match_one_call_each_and_a_failing_call_is_named(exported):
+    request = {"user_id": np.array(["user-0", "stranger"]), "history": string_history([[2, 7], [4]])}
+    scored = {**request, "candidate_ids": np.array([["item-1", "item-9"], ["item-3", "nope"]])}
+    batched = calls_in_fresh_process(exported["brute_force"], [("query", request), ("serving_default", request),
+                                                               ("score", scored)], core_only=True)
+    for outputs, (signature, inputs) in zip(batched, [("query", request), ("serving_default", request),
+                                                      ("score", scored)]):
+        alone = check_in_fresh_process(exported["brute_force"], inputs, signature, core_only=True)
+        assert sorted(outputs) == sorted(alone)
+        for name in alone:
+            np.testing.assert_array_equal(outputs[name], alone[name])
+    mismatched = {**request, "candidate_ids": np.array([["item-1", "item-9"]])}
+    with pytest.raises(RuntimeError, match=r"brute_force \(score\): "):
+        calls_in_fresh_process(exported["brute_force"], [("query", request), ("score", mismatched)], core_only=True)
 
 
 def test_reload_failure_names_the_directory(tmp_path):

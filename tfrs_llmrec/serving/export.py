@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -294,19 +294,32 @@ def check_in_fresh_process(saved_model_dir: Path, inputs: Dict[str, np.ndarray],
                            core_only: bool = False, timeout: int = 600) -> Dict[str, np.ndarray]:
     """Loads the SavedModel in a new Python process, calls `signature`, returns its outputs. With
     `core_only` the process registers no custom ops (no ScaNN, no TF Text), as stock TF Serving."""
+    return calls_in_fresh_process(saved_model_dir, [(signature, inputs)], core_only, timeout)[0]
+
+
+def calls_in_fresh_process(saved_model_dir: Path, calls: Sequence[Tuple[str, Dict[str, np.ndarray]]],
+                           core_only: bool = False, timeout: int = 600) -> List[Dict[str, np.ndarray]]:
+    """`check_in_fresh_process` for several (signature, inputs) calls of one SavedModel, in one
+    process: a new process costs seconds of TensorFlow import, the calls themselves milliseconds."""
     with tempfile.TemporaryDirectory() as scratch:
-        inputs_path, outputs_path = Path(scratch) / "inputs.npz", Path(scratch) / "outputs.npz"
-        np.savez(inputs_path, **inputs)
-        command = [sys.executable, "-m", "tfrs_llmrec.serving.reload", str(saved_model_dir), str(inputs_path),
-                   str(outputs_path), "--signature", signature] + (["--core-only"] if core_only else [])
+        command = [sys.executable, "-m", "tfrs_llmrec.serving.reload"] + (["--core-only"] if core_only else [])
+        outputs_paths = []
+        for position, (signature, inputs) in enumerate(calls):
+            inputs_path, outputs_path = Path(scratch) / f"inputs-{position}.npz", Path(scratch) / f"outputs-{position}.npz"
+            np.savez(inputs_path, **inputs)
+            command += ["--call", str(saved_model_dir), signature, str(inputs_path), str(outputs_path)]
+            outputs_paths.append(outputs_path)
         # Quiet TF and ScaNN's C++ logging in the child; failures still come back on stderr.
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
         finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
         if finished.returncode != 0:
             tail = "\n".join(finished.stderr.strip().splitlines()[-5:])
             raise RuntimeError(f"{saved_model_dir}: reloading in a fresh process failed:\n{tail}")
-        with np.load(outputs_path, allow_pickle=False) as outputs:
-            return {name: outputs[name] for name in outputs.files}
+        results = []
+        for outputs_path in outputs_paths:
+            with np.load(outputs_path, allow_pickle=False) as outputs:
+                results.append({name: outputs[name] for name in outputs.files})
+        return results
 
 
 def saved_model_ops(saved_model_dir: Path) -> set:

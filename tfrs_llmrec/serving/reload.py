@@ -1,8 +1,9 @@
-"""Entry point run in a fresh process: load a SavedModel, call one signature, save the outputs.
+"""Entry point run in a fresh process: load SavedModels, call their signatures, save the outputs.
 
-Usage: python -m tfrs_llmrec.serving.reload SAVED_MODEL_DIR INPUTS.npz OUTPUTS.npz
-       [--signature NAME] [--core-only]
-With --core-only no custom op library is registered, as in a stock TF Serving binary.
+Usage: python -m tfrs_llmrec.serving.reload [--core-only]
+       --call SAVED_MODEL_DIR SIGNATURE INPUTS.npz OUTPUTS.npz [--call ...]
+Each call's outputs go to its OUTPUTS.npz; the calls share one process, so TensorFlow is imported
+once. With --core-only no custom op library is registered, as in a stock TF Serving binary.
 """
 
 import argparse
@@ -30,10 +31,8 @@ def request_error(message: str) -> str:
 
 def main(argv) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("saved_model_dir")
-    parser.add_argument("inputs")
-    parser.add_argument("outputs")
-    parser.add_argument("--signature", default="serving_default")
+    parser.add_argument("--call", nargs=4, action="append", required=True,
+                        metavar=("SAVED_MODEL_DIR", "SIGNATURE", "INPUTS", "OUTPUTS"))
     parser.add_argument("--core-only", action="store_true")
     args = parser.parse_args(argv)
     if not args.core_only:
@@ -41,19 +40,23 @@ def main(argv) -> int:
         from scann.scann_ops.py import scann_ops  # noqa: F401
         import tensorflow_text  # noqa: F401
 
-    serving = tf.saved_model.load(args.saved_model_dir).signatures[args.signature]
-    with np.load(args.inputs, allow_pickle=False) as inputs:
-        try:
-            outputs = serving(**{name: tf.constant(inputs[name]) for name in inputs.files})
-        except tf.errors.OpError as error:
-            # One line, last on stderr: what the model says is wrong with the request.
-            print(f"error: {request_error(error.message)}", file=sys.stderr)
-            return 1
-    arrays = {}
-    for name, tensor in outputs.items():
-        value = tensor.numpy()
-        arrays[name] = value.astype(str) if value.dtype == object else value
-    np.savez(args.outputs, **arrays)
+    loaded = {}
+    for saved_model_dir, signature, inputs_path, outputs_path in args.call:
+        if saved_model_dir not in loaded:
+            loaded[saved_model_dir] = tf.saved_model.load(saved_model_dir)
+        serving = loaded[saved_model_dir].signatures[signature]
+        with np.load(inputs_path, allow_pickle=False) as inputs:
+            try:
+                outputs = serving(**{name: tf.constant(inputs[name]) for name in inputs.files})
+            except tf.errors.OpError as error:
+                # One line, last on stderr: which call, and what the model says is wrong with the request.
+                print(f"error: {saved_model_dir} ({signature}): {request_error(error.message)}", file=sys.stderr)
+                return 1
+        arrays = {}
+        for name, tensor in outputs.items():
+            value = tensor.numpy()
+            arrays[name] = value.astype(str) if value.dtype == object else value
+        np.savez(outputs_path, **arrays)
     return 0
 
 

@@ -32,7 +32,7 @@ from tfrs_llmrec.evaluation.report import write_metrics_json
 from tfrs_llmrec.models import ModelInputs, build_model, is_ranker, is_trainable, model_spec
 from tfrs_llmrec.models.alpharec import restore_semantic_mlp
 from tfrs_llmrec.models.base import all_items
-from tfrs_llmrec.serving.export import check_in_fresh_process
+from tfrs_llmrec.serving.export import calls_in_fresh_process, check_in_fresh_process
 from tfrs_llmrec.serving.indexes import IndexSettings, build_index, top_k_recall
 from tfrs_llmrec.training import (Distribution, TerminationRequest, best_checkpoint, final_stage_dir, fit_stages,
                                   global_batch_size, set_global_determinism, set_precision, stage_dir)
@@ -490,7 +490,12 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
             module = RetrievalModule(tower, item_ids, user_ids, item_embeddings, max_history, index, k)
             path = save_retrieval_model(module, staging / RETRIEVAL_DIRS[kind], scann=kind == "scann")
             core_only = kind == "brute_force"
-            returned = check_in_fresh_process(path, inputs, core_only=core_only)
+            calls = [("serving_default", inputs)]
+            if core_only:
+                candidates = np.concatenate([np.asarray(item_ids, dtype=object)[exact[:, :4]].astype(str),
+                                             np.full((len(users), 1), UNKNOWN_ID)], axis=1)
+                calls += [(QUERY_SIGNATURE, inputs), (SCORE_SIGNATURE, {**inputs, CANDIDATE_IDS: candidates})]
+            returned, *signature_outputs = calls_in_fresh_process(path, calls, core_only=core_only)
             found = np.vectorize(index_of.__getitem__, otypes=[np.int64])(returned[ITEM_IDS])
             history_returned = sum(len(set(row[row >= 0].tolist()) & set(hit.tolist()))
                                    for row, hit in zip(history, found))
@@ -501,15 +506,11 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
             if kind == "scann":
                 entry.update(asdict(settings.resolved_scann(len(item_ids))))
             if core_only:
-                reloaded = check_in_fresh_process(path, inputs, QUERY_SIGNATURE, core_only=True)[QUERY_EMBEDDING]
+                reloaded, scored = signature_outputs[0][QUERY_EMBEDDING], signature_outputs[1][SCORES]
                 entry["query_max_abs_diff"] = float(np.max(np.abs(reloaded - queries)))
                 # What a request must send, and the query's shape per user ([K, d] for K interests).
                 entry["query_signature_inputs"] = sorted(spec.name for spec in module.query.input_signature)
                 entry["query_shape"] = list(reloaded.shape[1:])
-                candidates = np.concatenate([np.asarray(item_ids, dtype=object)[exact[:, :4]].astype(str),
-                                             np.full((len(users), 1), UNKNOWN_ID)], axis=1)
-                scored = check_in_fresh_process(path, {**inputs, CANDIDATE_IDS: candidates}, SCORE_SIGNATURE,
-                                                core_only=True)[SCORES]
                 expected = np.take_along_axis(scores, exact[:, :4], axis=1)  # best interest per candidate
                 entry["score_max_abs_diff"] = float(np.max(np.abs(scored[:, :4] - expected)))
                 entry["unknown_candidate_scores_lowest"] = bool(np.all(scored[:, 4] < scored[:, :4].min()))
@@ -546,16 +547,18 @@ def _export_item_towers(config: ExperimentConfig, dataset: PreparedDataset, feat
                _semantic_item_vectors(config, _semantic_features(config, features_dir, "semantic item vectors")))
     path = save_item_tower(item_ids, item_embeddings, export_dir / ITEM_TOWER_DIR, text_only_tower,
                            None if vectors is None else vectors.shape[1])
-    reloaded = check_in_fresh_process(path, {ITEM_ID: sample_ids}, core_only=True)[EMBEDDING]
+    calls = [("serving_default", {ITEM_ID: sample_ids})]
+    if text_only_tower is not None:
+        # Catalogue items presented as new ones (IDs no vocabulary holds), plus one blank row.
+        new_ids = np.append(np.char.add("new:", sample_ids), UNKNOWN_ID)
+        new_vectors = np.concatenate([vectors[sample], np.zeros((1, vectors.shape[1]), np.float32)])
+        calls.append((VECTOR_SIGNATURE, {ITEM_ID: new_ids, SEMANTIC_VECTOR: new_vectors}))
+    by_id, *from_vectors = calls_in_fresh_process(path, calls, core_only=True)
     entry = {"directory": ITEM_TOWER_DIR, "core_ops_only": True,
-             "max_abs_diff": float(np.max(np.abs(reloaded - item_embeddings[sample])))}
+             "max_abs_diff": float(np.max(np.abs(by_id[EMBEDDING] - item_embeddings[sample])))}
     entries = {"item_tower": entry}
     if text_only_tower is None:
         return entries
-
-    # Catalogue items presented as new ones (IDs no vocabulary holds), plus one blank row.
-    new_ids = np.append(np.char.add("new:", sample_ids), UNKNOWN_ID)
-    new_vectors = np.concatenate([vectors[sample], np.zeros((1, vectors.shape[1]), np.float32)])
     expected = np.asarray(text_only_tower(vectors[sample]))
 
     def check(path: Path, outputs: dict, expected: np.ndarray) -> float:
@@ -567,8 +570,7 @@ def _export_item_towers(config: ExperimentConfig, dataset: PreparedDataset, feat
         return float(np.max(np.abs(outputs[EMBEDDING][:-1] - expected)))
 
     entry["semantic_source"] = source = config.model.semantic.source
-    entry["new_items_from_vector_max_abs_diff"] = check(path, check_in_fresh_process(
-        path, {ITEM_ID: new_ids, SEMANTIC_VECTOR: new_vectors}, VECTOR_SIGNATURE, core_only=True), expected)
+    entry["new_items_from_vector_max_abs_diff"] = check(path, from_vectors[0], expected)
 
     text_only_embeddings = all_items(lambda items: text_only_tower(tf.gather(vectors, items)), len(item_ids))
     targets = load_eval_targets(dataset, config.eval.split)
