@@ -302,12 +302,13 @@ def calls_in_fresh_process(saved_model_dir: Path, calls: Sequence[Tuple[str, Dic
     """`check_in_fresh_process` for several (signature, inputs) calls of one SavedModel, in one
     process: a new process costs seconds of TensorFlow import, the calls themselves milliseconds."""
     with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-m", "tfrs_llmrec.serving.reload"] + (["--core-only"] if core_only else [])
+        command = [sys.executable, "-m", "tfrs_llmrec.serving.reload", str(saved_model_dir)] + (
+            ["--core-only"] if core_only else [])
         outputs_paths = []
         for position, (signature, inputs) in enumerate(calls):
             inputs_path, outputs_path = Path(scratch) / f"inputs-{position}.npz", Path(scratch) / f"outputs-{position}.npz"
             np.savez(inputs_path, **inputs)
-            command += ["--call", str(saved_model_dir), signature, str(inputs_path), str(outputs_path)]
+            command += ["--call", signature, str(inputs_path), str(outputs_path)]
             outputs_paths.append(outputs_path)
         # Quiet TF and ScaNN's C++ logging in the child; failures still come back on stderr.
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}

@@ -1,9 +1,10 @@
-"""Entry point run in a fresh process: load SavedModels, call their signatures, save the outputs.
+"""Entry point run in a fresh process: load a SavedModel, call its signatures, save the outputs.
 
-Usage: python -m tfrs_llmrec.serving.reload [--core-only]
-       --call SAVED_MODEL_DIR SIGNATURE INPUTS.npz OUTPUTS.npz [--call ...]
+Usage: python -m tfrs_llmrec.serving.reload SAVED_MODEL_DIR [--core-only]
+       --call SIGNATURE INPUTS.npz OUTPUTS.npz [--call ...]
 Each call's outputs go to its OUTPUTS.npz; the calls share one process, so TensorFlow is imported
-once. With --core-only no custom op library is registered, as in a stock TF Serving binary.
+and the model loaded once. With --core-only no custom op library is registered, as in a stock TF
+Serving binary.
 """
 
 import argparse
@@ -31,8 +32,8 @@ def request_error(message: str) -> str:
 
 def main(argv) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--call", nargs=4, action="append", required=True,
-                        metavar=("SAVED_MODEL_DIR", "SIGNATURE", "INPUTS", "OUTPUTS"))
+    parser.add_argument("saved_model_dir")
+    parser.add_argument("--call", nargs=3, action="append", required=True, metavar=("SIGNATURE", "INPUTS", "OUTPUTS"))
     parser.add_argument("--core-only", action="store_true")
     args = parser.parse_args(argv)
     if not args.core_only:
@@ -40,17 +41,15 @@ def main(argv) -> int:
         from scann.scann_ops.py import scann_ops  # noqa: F401
         import tensorflow_text  # noqa: F401
 
-    loaded = {}
-    for saved_model_dir, signature, inputs_path, outputs_path in args.call:
-        if saved_model_dir not in loaded:
-            loaded[saved_model_dir] = tf.saved_model.load(saved_model_dir)
-        serving = loaded[saved_model_dir].signatures[signature]
+    signatures = tf.saved_model.load(args.saved_model_dir).signatures
+    for signature, inputs_path, outputs_path in args.call:
+        serving = signatures[signature]
         with np.load(inputs_path, allow_pickle=False) as inputs:
             try:
                 outputs = serving(**{name: tf.constant(inputs[name]) for name in inputs.files})
             except tf.errors.OpError as error:
                 # One line, last on stderr: which call, and what the model says is wrong with the request.
-                print(f"error: {saved_model_dir} ({signature}): {request_error(error.message)}", file=sys.stderr)
+                print(f"error: {args.saved_model_dir} ({signature}): {request_error(error.message)}", file=sys.stderr)
                 return 1
         arrays = {}
         for name, tensor in outputs.items():
