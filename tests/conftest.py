@@ -28,3 +28,15 @@ def subprocess_env():
     env.pop("TF_USE_LEGACY_KERAS", None)  # entry points must set it themselves
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env
+
+
+@pytest.fixture(params=["grappler-on", "grappler-off"])
+def grappler(request):
+    """Runs a test with TF's graph optimiser on and off, restoring the setting after: the trainer
+    turns it off for determinism, so a graph must behave the same both ways."""
+    import tensorflow as tf
+
+    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": request.param == "grappler-off"})
+    yield request.param
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})

@@ -268,8 +268,20 @@ def test_several_calls_in_one_process_match_one_call_each_and_a_failing_call_is_
         for name in alone:
             np.testing.assert_array_equal(outputs[name], alone[name])
     mismatched = {**request, "candidate_ids": np.array([["item-1", "item-9"]])}
-    with pytest.raises(RuntimeError, match=r"brute_force \(score\): "):
+    with pytest.raises(RuntimeError, match=r"brute_force \(score\): .*candidate_ids must have one row per user_id"):
         calls_in_fresh_process(exported["brute_force"], [("query", request), ("score", mismatched)], core_only=True)
+
+
+@pytest.mark.parametrize("signature, mismatched", [
+    ("serving_default", "history"), ("query", "history"), ("score", "history"), ("score", "candidate_ids")])
+def test_a_request_whose_rows_do_not_match_its_users_is_one_clear_error(exported, grappler, signature, mismatched):
+    request = {"user_id": np.array(["user-0", "user-5"]), "history": string_history([[2], [4]]),
+               "candidate_ids": np.array([["item-1", "item-9"], ["item-3", "item-0"]])}
+    request[mismatched] = request[mismatched][:1]
+    call = tf.saved_model.load(str(exported["brute_force"])).signatures[signature]
+    inputs = {name: tf.constant(request[name]) for name in call.structured_input_signature[1]}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"{mismatched} must have one row per user_id"):
+        call(**inputs)
 
 
 def test_reload_failure_names_the_directory(tmp_path):

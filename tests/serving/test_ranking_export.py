@@ -82,6 +82,14 @@ def test_a_candidate_list_of_the_wrong_shape_is_one_clear_error(exported):
         check_in_fresh_process(path, request, core_only=True)
 
 
+def test_a_history_of_the_wrong_shape_is_one_clear_error(exported, grappler):
+    _, _, path = exported
+    score = tf.saved_model.load(str(path)).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="history must have one row per user_id"):
+        score(user_id=tf.constant(["user-3", "user-1"]), history=tf.constant([["item-2"]]),
+              candidate_ids=tf.constant([["item-10"], ["item-7"]]))
+
+
 def test_akt_rec_scores_a_new_item_through_its_semantic_cluster(tmp_path):
     model = build_ranker("akt_rec", ModelConfig(ranking=RankingConfig(embedding_dim=8, mlp_units=[16],
                                                                       attention_units=[8])), ctr_inputs(), seed=1)

@@ -160,6 +160,15 @@ def interest_scores(queries: np.ndarray, item_embeddings: np.ndarray) -> np.ndar
     return np.einsum("bkd,nd->bkn", queries, item_embeddings).max(axis=1)
 
 
+def rows_per_user_check(user_id, **requests) -> List[tf.Operation]:
+    """Assertions that each named request tensor has one row per user_id. Serving code runs under
+    them (tf.control_dependencies), so a caller sees their message, not a shape error of some later
+    op, in whatever order the graph's ops run."""
+    return [tf.debugging.assert_equal(tf.shape(tensor)[0], tf.shape(user_id)[0],
+                                      message=f"{name} must have one row per {USER_ID}")
+            for name, tensor in requests.items()]
+
+
 class RetrievalModule(tf.Module):
     """The serving signatures over a query tower, the item embeddings and a top-K index layer."""
 
@@ -187,31 +196,35 @@ class RetrievalModule(tf.Module):
         return self.query_tower({USER_INDEX: self.users.lookup(user_id), HISTORY: history_indices})
 
     def _query(self, user_id, history):
-        return {QUERY_EMBEDDING: self._query_embedding(user_id, self.history.recent(history)[0])}
+        with tf.control_dependencies(rows_per_user_check(user_id, **{HISTORY_IDS: history})):
+            return {QUERY_EMBEDDING: self._query_embedding(user_id, self.history.recent(history)[0])}
 
     def _score(self, user_id, history, candidate_ids):
-        queries = as_interests(self._query_embedding(user_id, self.history.recent(history)[0]))
-        candidates = self.items.lookup(candidate_ids)
-        known = candidates != PAD_ITEM
-        embeddings = tf.gather(self.item_embeddings, tf.maximum(candidates, 0))
-        scores = tf.reduce_max(tf.einsum("bkd,bcd->bkc", queries, embeddings), axis=1)
-        return {SCORES: tf.where(known, scores, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32))}
+        with tf.control_dependencies(rows_per_user_check(user_id, **{HISTORY_IDS: history,
+                                                                     CANDIDATE_IDS: candidate_ids})):
+            queries = as_interests(self._query_embedding(user_id, self.history.recent(history)[0]))
+            candidates = self.items.lookup(candidate_ids)
+            known = candidates != PAD_ITEM
+            embeddings = tf.gather(self.item_embeddings, tf.maximum(candidates, 0))
+            scores = tf.reduce_max(tf.einsum("bkd,bcd->bkc", queries, embeddings), axis=1)
+            return {SCORES: tf.where(known, scores, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32))}
 
     def _top_k(self, user_id, history):
-        history_indices, history_ids = self.history.recent(history)
-        queries = self._query_embedding(user_id, history_indices)
-        # The index returns k + max_history candidates, so k remain after removing the history.
-        if queries.shape.rank == 2:
-            scores, item_ids = self.index(queries)
-        else:
-            # One search per interest, merged: each item keeps its best interest's score.
-            shape = tf.shape(queries)
-            scores, item_ids = self.index(tf.reshape(queries, [-1, shape[2]]))
-            item_ids = tf.reshape(item_ids, [shape[0], -1])
-            # Repeats are found on vocabulary indices: comparing strings pairwise costs ~50x more.
-            scores, order = merge_interest_candidates(tf.reshape(scores, [shape[0], -1]), self.items.lookup(item_ids))
-            item_ids = tf.gather(item_ids, order, batch_dims=1)
-        return top_k_excluding(scores, item_ids, history_ids, self.k)
+        with tf.control_dependencies(rows_per_user_check(user_id, **{HISTORY_IDS: history})):
+            history_indices, history_ids = self.history.recent(history)
+            queries = self._query_embedding(user_id, history_indices)
+            # The index returns k + max_history candidates, so k remain after removing the history.
+            if queries.shape.rank == 2:
+                scores, item_ids = self.index(queries)
+            else:
+                # One search per interest, merged: each item keeps its best interest's score.
+                shape = tf.shape(queries)
+                scores, item_ids = self.index(tf.reshape(queries, [-1, shape[2]]))
+                item_ids = tf.reshape(item_ids, [shape[0], -1])
+                # Repeats are found on vocabulary indices: comparing strings pairwise costs ~50x more.
+                scores, order = merge_interest_candidates(tf.reshape(scores, [shape[0], -1]), self.items.lookup(item_ids))
+                item_ids = tf.gather(item_ids, order, batch_dims=1)
+            return top_k_excluding(scores, item_ids, history_ids, self.k)
 
 
 class ItemTowerModule(tf.Module):

@@ -26,7 +26,7 @@ import tensorflow as tf
 from tfrs_llmrec.data import ctr_spec
 from tfrs_llmrec.data.spec import HISTORY, ITEM_INDEX, USER_INDEX
 from tfrs_llmrec.serving.export import (CANDIDATE_IDS, HISTORY_IDS, SCORE_SIGNATURE, USER_ID, HistoryLookup,
-                                        _lookup_table, save_atomically)
+                                        _lookup_table, rows_per_user_check, save_atomically)
 
 PROBABILITIES = "probabilities"
 CANDIDATE_SEMANTIC_IDS = "candidate_semantic_ids"
@@ -140,11 +140,8 @@ class RankingModule(tf.Module):
             tf.TensorSpec([None, None, None], tf.int64, name=CANDIDATE_SEMANTIC_IDS),))
 
     def _score(self, user_id, history, candidate_ids, semantic_ids=None):
-        # The scoring depends on the check, so its message, not a shape error of some later op, is
-        # what a caller sees, in whatever order the graph's ops run.
-        with tf.control_dependencies([tf.debugging.assert_equal(
-                tf.shape(candidate_ids)[0], tf.shape(user_id)[0],
-                message="candidate_ids must have one row per user_id")]):
+        with tf.control_dependencies(rows_per_user_check(user_id, **{HISTORY_IDS: history,
+                                                                     CANDIDATE_IDS: candidate_ids})):
             history_indices = self.history.recent(history)[0]
             logits = candidate_logits(self.model, self.tables, self.users.lookup(user_id), history_indices,
                                       self.items.lookup(candidate_ids), semantic_ids)
