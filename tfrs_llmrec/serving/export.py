@@ -160,10 +160,10 @@ def interest_scores(queries: np.ndarray, item_embeddings: np.ndarray) -> np.ndar
     return np.einsum("bkd,nd->bkn", queries, item_embeddings).max(axis=1)
 
 
-def rows_per_user_check(user_id, **requests) -> List[tf.Operation]:
-    """Assertions that each named request tensor has one row per user_id. Serving code runs under
-    them (tf.control_dependencies), so a caller sees their message, not a shape error of some later
-    op, in whatever order the graph's ops run."""
+def rows_per_user_check(user_id, requests: Dict[str, tf.Tensor]) -> List[tf.Operation]:
+    """Assertions that each request tensor (keyed by its input name) has one row per user_id.
+    Serving code runs under them (tf.control_dependencies), so a caller sees their message, not a
+    shape error of some later op, in whatever order the graph's ops run."""
     return [tf.debugging.assert_equal(tf.shape(tensor)[0], tf.shape(user_id)[0],
                                       message=f"{name} must have one row per {USER_ID}")
             for name, tensor in requests.items()]
@@ -196,12 +196,12 @@ class RetrievalModule(tf.Module):
         return self.query_tower({USER_INDEX: self.users.lookup(user_id), HISTORY: history_indices})
 
     def _query(self, user_id, history):
-        with tf.control_dependencies(rows_per_user_check(user_id, **{HISTORY_IDS: history})):
+        with tf.control_dependencies(rows_per_user_check(user_id, {HISTORY_IDS: history})):
             return {QUERY_EMBEDDING: self._query_embedding(user_id, self.history.recent(history)[0])}
 
     def _score(self, user_id, history, candidate_ids):
-        with tf.control_dependencies(rows_per_user_check(user_id, **{HISTORY_IDS: history,
-                                                                     CANDIDATE_IDS: candidate_ids})):
+        with tf.control_dependencies(rows_per_user_check(user_id, {HISTORY_IDS: history,
+                                                                   CANDIDATE_IDS: candidate_ids})):
             queries = as_interests(self._query_embedding(user_id, self.history.recent(history)[0]))
             candidates = self.items.lookup(candidate_ids)
             known = candidates != PAD_ITEM
@@ -210,7 +210,7 @@ class RetrievalModule(tf.Module):
             return {SCORES: tf.where(known, scores, tf.constant(UNKNOWN_CANDIDATE_SCORE, tf.float32))}
 
     def _top_k(self, user_id, history):
-        with tf.control_dependencies(rows_per_user_check(user_id, **{HISTORY_IDS: history})):
+        with tf.control_dependencies(rows_per_user_check(user_id, {HISTORY_IDS: history})):
             history_indices, history_ids = self.history.recent(history)
             queries = self._query_embedding(user_id, history_indices)
             # The index returns k + max_history candidates, so k remain after removing the history.

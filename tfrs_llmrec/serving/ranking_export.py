@@ -140,8 +140,8 @@ class RankingModule(tf.Module):
             tf.TensorSpec([None, None, None], tf.int64, name=CANDIDATE_SEMANTIC_IDS),))
 
     def _score(self, user_id, history, candidate_ids, semantic_ids=None):
-        with tf.control_dependencies(rows_per_user_check(user_id, **{HISTORY_IDS: history,
-                                                                     CANDIDATE_IDS: candidate_ids})):
+        with tf.control_dependencies(rows_per_user_check(user_id, {HISTORY_IDS: history,
+                                                                   CANDIDATE_IDS: candidate_ids})):
             history_indices = self.history.recent(history)[0]
             logits = candidate_logits(self.model, self.tables, self.users.lookup(user_id), history_indices,
                                       self.items.lookup(candidate_ids), semantic_ids)
