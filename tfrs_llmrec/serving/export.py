@@ -222,7 +222,8 @@ class RetrievalModule(tf.Module):
                 scores, item_ids = self.index(tf.reshape(queries, [-1, shape[2]]))
                 item_ids = tf.reshape(item_ids, [shape[0], -1])
                 # Repeats are found on vocabulary indices: comparing strings pairwise costs ~50x more.
-                scores, order = merge_interest_candidates(tf.reshape(scores, [shape[0], -1]), self.items.lookup(item_ids))
+                scores, order = merge_interest_candidates(tf.reshape(scores, [shape[0], -1]),
+                                                          self.items.lookup(item_ids))
                 item_ids = tf.gather(item_ids, order, batch_dims=1)
             return top_k_excluding(scores, item_ids, history_ids, self.k)
 
