@@ -7,7 +7,9 @@ fails if they stop reaching recall@10 >= 0.95 at >= 10x BruteForce's queries/s t
 
 from __future__ import annotations
 
+import functools
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
@@ -31,6 +33,7 @@ MIN_REORDERING_CANDIDATES = 250
 # TFRS's default, 2 dimensions per 4-bit code: 1 per code reached recall@10 0.9995 at 1M items but
 # scanned 30% fewer queries/s in an 11% bigger index, and 0.98 was enough.
 DIMENSIONS_PER_BLOCK = 2
+TREE_TRAINING_ITERATIONS = 12  # TFRS's and ScaNN's default
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class IndexSettings:
     num_leaves_to_search: Optional[int] = None
     num_reordering_candidates: Optional[int] = None
     dimensions_per_block: Optional[int] = None
+    # Seeds ScaNN's k-means (the leaves and the 4-bit codebooks): the same seed and embeddings build
+    # the same index.
+    seed: int = 0
 
     def resolved_leaves(self, num_items: int) -> tuple:
         """(num_leaves, num_leaves_to_search) for a catalogue of `num_items` items."""
@@ -92,7 +98,32 @@ def build_index(settings: IndexSettings, item_embeddings: np.ndarray, item_ids: 
                                                num_leaves_to_search=parameters.num_leaves_to_search,
                                                num_reordering_candidates=parameters.num_reordering_candidates,
                                                dimensions_per_block=parameters.dimensions_per_block)
+    # TFRS's layer neither seeds ScaNN nor lets its caller: the searcher it builds is replaced, and
+    # its saving and serving are kept.
+    index._build_searcher = functools.partial(_seeded_scann_searcher, k=k, parameters=parameters, seed=settings.seed)
     return index.index(embeddings, identifiers)
+
+
+def _seeded_scann_searcher(candidates: tf.Tensor, k: int, parameters: ScannParameters, seed: int):
+    """ScaNN's searcher as TFRS's layer builds it (a k-means tree, 4-bit asymmetric hashing, exact
+    re-scoring), except that the leaves' k-means starts from k-means++ and every clustering and
+    sample is drawn from `seed`. ScaNN's default random start is seeded from nowhere: the recall
+    of one model's index against exact search measured 0.76 to 0.96 over six builds."""
+    from google.protobuf import text_format
+    from scann.proto import scann_pb2
+    from scann.scann_ops.py import scann_ops
+
+    builder = scann_ops.builder(candidates, k, "dot_product")
+    builder = builder.tree(num_leaves=parameters.num_leaves, num_leaves_to_search=parameters.num_leaves_to_search,
+                           training_iterations=TREE_TRAINING_ITERATIONS, random_init=False)
+    builder = builder.score_ah(dimensions_per_block=parameters.dimensions_per_block)
+    builder = builder.reorder(parameters.num_reordering_candidates)
+    config = text_format.Parse(builder.create_config(), scann_pb2.ScannConfig())
+    config.partitioning.clustering_seed = seed
+    config.hash.asymmetric_hash.clustering_seed = seed
+    config.hash.asymmetric_hash.sampling_seed = seed
+    return scann_ops.create_searcher(candidates, text_format.MessageToString(config),
+                                     shared_name=f"scann-{uuid.uuid4()}")
 
 
 def top_k_recall(approximate_ids: np.ndarray, exact_ids: np.ndarray) -> float:

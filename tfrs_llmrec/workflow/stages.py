@@ -485,7 +485,7 @@ def export(config: ExperimentConfig, dataset_dir: PathLike, features_dir: Option
     with building_directory(export_dir) as staging:
         for kind in dict.fromkeys(["brute_force", *config.export.indexes]):
             settings = IndexSettings(kind, k + max_history, config.export.scann_num_leaves,
-                                     config.export.scann_num_leaves_to_search)
+                                     config.export.scann_num_leaves_to_search, seed=config.seed)
             index = build_index(settings, item_embeddings, item_ids)
             module = RetrievalModule(tower, item_ids, user_ids, item_embeddings, max_history, index, k)
             path = save_retrieval_model(module, staging / RETRIEVAL_DIRS[kind], scann=kind == "scann")
