@@ -102,6 +102,10 @@ def cascade_row(metrics: dict, columns: list):
 
 
 def main(argv) -> int:
+    missing = [run_dir for run_dir in argv if not (Path(run_dir) / "metrics.json").is_file()]
+    if missing:
+        print(f"ctr_results_table: no metrics.json in {', '.join(missing)}", file=sys.stderr)
+        return 1
     print("| run | model | seeds | AUC (all / head / tail) | GAUC (all / head / tail) | log loss | best / epochs | "
           "s per epoch |")
     print("|---|---|---|---|---|---|---|---|")

@@ -88,3 +88,14 @@ def test_a_cascade_row_per_run_and_over_seeds(tmp_path):
     assert row.endswith(" | - |")  # a cutoff this run did not report
     assert row.startswith("| akt-cascade-2seeds | motir (one run per seed) | 943 | 0.5000 ± 0.0000 | "
                           "0.1100 ± 0.0141 → 0.0500 ± 0.0141 | ")
+
+
+def test_a_run_without_metrics_is_one_error_naming_it_and_no_table(tmp_path, capsys):
+    finished = _ranker_run(tmp_path / "finished", 0.70, 2, 4, 10.0)
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+
+    assert ctr_results_table.main([str(finished), str(unfinished)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == f"ctr_results_table: no metrics.json in {unfinished}"
