@@ -12,8 +12,8 @@ split.
 import sys
 from pathlib import Path
 
-from tfrs_llmrec.config import load_experiment
-from tfrs_llmrec.workflow.seeds import aggregate_runs, write_aggregate
+from tfrs_llmrec.config import ConfigError, load_experiment
+from tfrs_llmrec.workflow.seeds import MissingRunMetricsError, aggregate_runs, write_aggregate
 
 
 def main(argv) -> int:
@@ -21,12 +21,12 @@ def main(argv) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     out_dir, run_dirs = Path(argv[0]), [Path(run) for run in argv[1:]]
-    missing = [str(run) for run in run_dirs if not (run / "metrics.json").is_file()]
-    if missing:
-        print(f"aggregate_runs: no metrics.json in {', '.join(missing)}", file=sys.stderr)
+    try:
+        seeds = [load_experiment(run / "config.yaml").seed for run in run_dirs]
+        path = write_aggregate(aggregate_runs(run_dirs, seeds, out_dir.name), out_dir)
+    except (ConfigError, MissingRunMetricsError) as error:
+        print(f"aggregate_runs: {error}", file=sys.stderr)
         return 1
-    seeds = [load_experiment(run / "config.yaml").seed for run in run_dirs]
-    path = write_aggregate(aggregate_runs(run_dirs, seeds, out_dir.name), out_dir)
     print(f"aggregate_runs: wrote {path}")
     return 0
 

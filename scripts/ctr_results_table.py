@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from tfrs_llmrec.workflow.seeds import buckets_over_seeds
+from tfrs_llmrec.workflow.seeds import TRAIN_RESULT_FILE, MissingRunMetricsError, buckets_over_seeds, load_run_metrics
 
 GROUPS = ("overall", "head_items", "tail_items")
 GATE_SUFFIX = "_by_popularity_bucket"
@@ -24,16 +24,11 @@ def _value(summary, std, group, metric) -> str:
     return text
 
 
-def load(run_dir: Path) -> dict:
-    """The run's metrics.json, read once for all of its rows."""
-    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-
-
 def _training(run_dir: Path, metrics: dict) -> dict:
     """Best epochs, epochs run and seconds of training, one list entry per seed."""
     if "training" in metrics:
         return metrics["training"]
-    train = json.loads((run_dir / "train_result.json").read_text(encoding="utf-8"))
+    train = json.loads((run_dir / TRAIN_RESULT_FILE).read_text(encoding="utf-8"))
     return {key: [train[key]] for key in ("best_epoch", "epochs_completed", "seconds")}
 
 
@@ -56,8 +51,7 @@ def gate_rows(metrics: dict) -> list:
     """For a seed aggregate of a model with gates (AKT-Rec), a row per gate: its mean per item-popularity
     bucket over the seeds, and bucket 0 minus bucket 9 as mean ± sample std over the seeds."""
     (model, _), = metrics["models"].items()
-    seed_results = [json.loads((Path(run) / "metrics.json").read_text(encoding="utf-8"))["models"][model]
-                    for run in metrics.get("runs", [])]
+    seed_results = [run["models"][model] for run in load_run_metrics(metrics.get("runs", []))]
     rows = []
     for key in [key for key in (seed_results[0] if seed_results else {}) if key.endswith(GATE_SUFFIX)]:
         field = next(name for name in seed_results[0][key][0] if name.startswith("mean_"))
@@ -102,17 +96,18 @@ def cascade_row(metrics: dict, columns: list):
 
 
 def main(argv) -> int:
-    missing = [run_dir for run_dir in argv if not (Path(run_dir) / "metrics.json").is_file()]
-    if missing:
-        print(f"ctr_results_table: no metrics.json in {', '.join(missing)}", file=sys.stderr)
+    run_dirs = [Path(run_dir) for run_dir in argv]
+    try:
+        runs = list(zip(run_dirs, load_run_metrics(run_dirs)))
+        gates = [line for _, metrics in runs for line in gate_rows(metrics)]
+    except MissingRunMetricsError as error:
+        print(f"ctr_results_table: {error}", file=sys.stderr)
         return 1
     print("| run | model | seeds | AUC (all / head / tail) | GAUC (all / head / tail) | log loss | best / epochs | "
           "s per epoch |")
     print("|---|---|---|---|---|---|---|---|")
-    runs = [(Path(run_dir), load(Path(run_dir))) for run_dir in argv]
     for run_dir, metrics in runs:
         print(row(run_dir, metrics))
-    gates = [line for _, metrics in runs for line in gate_rows(metrics)]
     if gates:
         print("\n| run (mean over seeds) | gate | bucket 0 … bucket 9 | bucket 0 − bucket 9 (mean ± std over seeds) |")
         print("|---|---|---|---|")

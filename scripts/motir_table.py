@@ -10,17 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from tfrs_llmrec.workflow.seeds import buckets_over_seeds, mean_and_std
+from tfrs_llmrec.workflow.seeds import (TRAIN_RESULT_FILE, MissingRunMetricsError, buckets_over_seeds,
+                                        load_run_metrics, mean_and_std)
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def rows(aggregate_dir: Path):
-    aggregate = _load(aggregate_dir / "metrics.json")
+def rows(aggregate_dir: Path, aggregate: dict):
     runs = [Path(run) for run in aggregate["runs"]]
-    aligns = [_load(run / "train_result.json")["stages"]["align"] for run in runs]
+    aligns = [json.loads((run / TRAIN_RESULT_FILE).read_text(encoding="utf-8"))["stages"]["align"] for run in runs]
     epochs = ", ".join(f"{align['epochs_completed']} ({align['history']['val_mean_cosine'][-1]:.3f})"
                        for align in aligns)
     hit_rate, _ = mean_and_std([align["history"]["val_semantic_only_hr@20"][-1] for align in aligns])
@@ -28,8 +24,8 @@ def rows(aggregate_dir: Path):
     recall = " / ".join(f"{result['summary'][group]['recall@20']:.4f} ± {result['std'][group]['recall@20']:.4f}"
                         for group in ("overall", "head_items", "tail_items"))
     variant = f"| `{aggregate_dir.name}` | {epochs} | {hit_rate:.3f} | {recall} |"
-    buckets = [[bucket["mean_semantic_weight"] for bucket in _load(run / "metrics.json")["models"]["motir"]
-                ["semantic_weight_by_popularity_bucket"]] for run in runs]
+    buckets = [[bucket["mean_semantic_weight"] for bucket in metrics["models"]["motir"]
+                ["semantic_weight_by_popularity_bucket"]] for metrics in load_run_metrics(runs)]
     weights, drop, drop_std = buckets_over_seeds(buckets)
     gate = (f"| `{aggregate_dir.name}` | " + " ".join(f"{weight:.3f}" for weight in weights) +
             f" | {drop:+.3f} ± {drop_std:.3f} |")
@@ -37,7 +33,13 @@ def rows(aggregate_dir: Path):
 
 
 def main(argv) -> int:
-    table = [rows(Path(path)) for path in argv]
+    aggregate_dirs = [Path(path) for path in argv]
+    try:
+        table = [rows(aggregate_dir, aggregate)
+                 for aggregate_dir, aggregate in zip(aggregate_dirs, load_run_metrics(aggregate_dirs))]
+    except MissingRunMetricsError as error:
+        print(f"motir_table: {error}", file=sys.stderr)
+        return 1
     print("| run (3 seeds) | align epochs (final cosine) per seed | semantic-only HR@20 after stage 2 | "
           "recall@20 (all / head / tail) |")
     print("|---|---|---|---|")

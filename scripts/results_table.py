@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from tfrs_llmrec.workflow.seeds import TRAIN_RESULT_FILE, MissingRunMetricsError, load_run_metrics
+
 CELLS = (("recall@20", "overall"), ("recall@20", "head_items"), ("recall@20", "tail_items"),
          ("ndcg@20", "overall"), ("ndcg@20", "tail_items"), ("recall@50", "overall"))
 
@@ -32,7 +34,7 @@ def training_cells(run_dir: Path, metrics: dict) -> tuple:
         seconds = training.get("seconds", [])
         best = "/".join(str(epoch) for epoch in epochs) or "-"
         return best, (sum(seconds) / len(seconds) if seconds else 0.0)
-    path = run_dir / "train_result.json"
+    path = run_dir / TRAIN_RESULT_FILE
     result = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     return str(result.get("best_epoch", "-")), float(result.get("seconds", 0.0))
 
@@ -40,12 +42,11 @@ def training_cells(run_dir: Path, metrics: dict) -> tuple:
 def trained_model(run_dir: Path, metrics: dict) -> str:
     if "runs" in metrics:
         run_dir = Path(metrics["runs"][0])
-    path = run_dir / "train_result.json"
+    path = run_dir / TRAIN_RESULT_FILE
     return json.loads(path.read_text(encoding="utf-8")).get("model", "") if path.is_file() else ""
 
 
-def rows(run_dir: Path, printed: set):
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+def rows(run_dir: Path, metrics: dict, printed: set):
     stats = json.loads((Path(metrics["dataset"]) / "stats.json").read_text(encoding="utf-8"))
     dataset = stats.get("dataset", run_dir.name)
     trained = trained_model(run_dir, metrics)
@@ -63,9 +64,15 @@ def rows(run_dir: Path, printed: set):
 
 
 def main(argv) -> int:
+    run_dirs = [Path(run_dir) for run_dir in argv]
+    try:
+        runs = load_run_metrics(run_dirs)
+    except MissingRunMetricsError as error:
+        print(f"results_table: {error}", file=sys.stderr)
+        return 1
     lines, splits, printed = [], set(), set()
-    for run_dir in argv:
-        for split, row in rows(Path(run_dir), printed):
+    for run_dir, metrics in zip(run_dirs, runs):
+        for split, row in rows(run_dir, metrics, printed):
             splits.add(split)
             lines.append(row)
     if len(splits) > 1:

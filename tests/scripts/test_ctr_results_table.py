@@ -4,10 +4,13 @@ import json
 from pathlib import Path
 
 from tests.scripts import load_script
-from tfrs_llmrec.workflow.seeds import aggregate_runs, write_aggregate
+from tfrs_llmrec.workflow.seeds import aggregate_runs, load_run_metrics, write_aggregate
 
 ctr_results_table = load_script("scripts/ctr_results_table.py", "ctr_results_table")
-load = ctr_results_table.load
+
+
+def load(run_dir: Path) -> dict:
+    return load_run_metrics([run_dir])[0]
 
 
 def _ranker_run(run_dir: Path, gauc: float, best_epoch: int, epochs: int, seconds: float) -> Path:
@@ -99,3 +102,15 @@ def test_a_run_without_metrics_is_one_error_naming_it_and_no_table(tmp_path, cap
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip() == f"ctr_results_table: no metrics.json in {unfinished}"
+
+
+def test_an_aggregate_whose_seed_run_lost_its_metrics_is_one_error_naming_the_seed_run(tmp_path, capsys):
+    runs = [_ranker_run(tmp_path / f"din-seed{seed}", 0.70, 2, 4, 10.0) for seed in (42, 43)]
+    out_dir = tmp_path / "din-2seeds"
+    write_aggregate(aggregate_runs(runs, [42, 43], out_dir.name), out_dir)
+    (runs[1] / "metrics.json").unlink()
+
+    assert ctr_results_table.main([str(out_dir)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == f"ctr_results_table: no metrics.json in {runs[1]}"

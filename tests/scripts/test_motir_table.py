@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from tests.scripts import load_script
-from tfrs_llmrec.workflow.seeds import aggregate_runs, write_aggregate
+from tfrs_llmrec.workflow.seeds import aggregate_runs, load_run_metrics, write_aggregate
 
 motir_table = load_script("scripts/motir_table.py", "motir_table")
 
@@ -31,9 +31,21 @@ def test_rows_of_an_aggregate(tmp_path):
             _motir_run(tmp_path / "m-seed44", 0.24, [0.4, 0.5, 0.7], 0.30, [0.2, 0.2, 0.2])]
     out_dir = tmp_path / "m-3seeds"
     write_aggregate(aggregate_runs(runs, [42, 43, 44], out_dir.name), out_dir)
-    variant, gate = motir_table.rows(out_dir)
+    variant, gate = motir_table.rows(out_dir, load_run_metrics([out_dir])[0])
     # Each seed's last alignment epoch; the last HR@20 (0.1, 0.2, 0.3: mean 0.2); recall mean 0.22, std 0.02.
     assert variant == ("| `m-3seeds` | 2 (0.610), 1 (0.600), 3 (0.700) | 0.200 | "
                        "0.2200 ± 0.0200 / 0.2200 ± 0.0200 / 0.2200 ± 0.0200 |")
     # Bucket means (0.3, 0.2333, 0.1667); bucket 0 − bucket 2 per seed: 0.2, 0.2, 0.0 (mean 0.1333, std 0.1155).
     assert gate == "| `m-3seeds` | 0.300 0.233 0.167 | +0.133 ± 0.115 |"
+
+
+def test_a_missing_aggregate_is_one_error_naming_it_and_no_table(tmp_path, capsys):
+    run = _motir_run(tmp_path / "m-seed42", 0.20, [0.5], 0.10, [0.3, 0.2])
+    out_dir = tmp_path / "m-1seeds"
+    write_aggregate(aggregate_runs([run], [42], out_dir.name), out_dir)
+    missing = tmp_path / "m-3seeds"
+
+    assert motir_table.main([str(out_dir), str(missing)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == f"motir_table: no metrics.json in {missing}"

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from tfrs_llmrec.config import dump_yaml, from_dict
-from tfrs_llmrec.workflow.seeds import aggregate_runs, mean_and_std, run_is_complete, seeds_of
+from tfrs_llmrec.workflow.seeds import (MissingRunMetricsError, aggregate_runs, load_run_metrics, mean_and_std,
+                                        run_is_complete, seeds_of)
 
 
 def write_run(run_dir, split, recall, tail_recall, buckets, seconds=1.0, best_epoch=3):
@@ -55,6 +56,16 @@ def test_aggregate_of_three_runs(tmp_path):
     assert model["seconds"] == pytest.approx(20.0)
     assert payload["models"]["pop"]["std"]["overall"]["recall@20"] == pytest.approx(0.0, abs=1e-12)
     assert payload["training"]["best_epoch"] == [2, 4, 6]
+
+
+def test_runs_without_metrics_are_named_together_before_any_is_read(tmp_path):
+    finished = write_run(tmp_path / "s42", "test", 0.30, 0.10, [0.1, 0.3])
+    unfinished, mistyped = tmp_path / "s43", tmp_path / "s4"
+    unfinished.mkdir()
+    (unfinished / "train_result.json").write_text("{}")
+    with pytest.raises(MissingRunMetricsError, match=f"^no metrics.json in {unfinished}, {mistyped}$"):
+        aggregate_runs([finished, unfinished, mistyped], [42, 43, 44], "exp")
+    assert [run["experiment"] for run in load_run_metrics([finished, finished])] == ["s42", "s42"]
 
 
 def test_runs_of_different_splits_are_refused(tmp_path):

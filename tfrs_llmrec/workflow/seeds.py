@@ -24,11 +24,24 @@ import numpy as np
 
 from tfrs_llmrec.atomic_files import write_json_atomically
 from tfrs_llmrec.config import ExperimentConfig, dump_yaml
+from tfrs_llmrec.workflow.run import METRICS_FILE
+from tfrs_llmrec.workflow.stages import TRAIN_RESULT_FILE
 
-METRICS_FILE = "metrics.json"
-TRAIN_RESULT_FILE = "train_result.json"
 # What the aggregate keeps of each run's train_result.json.
 TRAINING_FIELDS = ("best_epoch", "epochs_completed", "best_value", "seconds")
+
+
+class MissingRunMetricsError(FileNotFoundError):
+    """Some of the run directories asked for hold no metrics.json (unfinished or mistyped)."""
+
+
+def load_run_metrics(run_dirs: Sequence[Path]) -> List[Dict[str, Any]]:
+    """Each run directory's metrics.json (a run's or a seed aggregate's), in order; one error naming
+    every directory without one, before any is read."""
+    missing = [str(run_dir) for run_dir in run_dirs if not (Path(run_dir) / METRICS_FILE).is_file()]
+    if missing:
+        raise MissingRunMetricsError(f"no {METRICS_FILE} in {', '.join(missing)}")
+    return [json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8")) for run_dir in run_dirs]
 
 
 def seed_run_name(name: str, seed: int) -> str:
@@ -85,7 +98,7 @@ def buckets_over_seeds(per_seed: Sequence[Sequence[float]]):
 
 def aggregate_runs(run_dirs: Sequence[Path], seeds: Sequence[int], name: str) -> Dict[str, Any]:
     """The aggregate of finished runs (one per seed, same split and models)."""
-    runs = [json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8")) for run_dir in run_dirs]
+    runs = load_run_metrics(run_dirs)
     splits = {run["split"] for run in runs}
     if len(splits) != 1:
         raise ValueError(f"the runs evaluated different splits ({sorted(splits)}): {list(map(str, run_dirs))}")
