@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from tfrs_llmrec.workflow.seeds import TRAIN_RESULT_FILE, MissingRunMetricsError, buckets_over_seeds, load_run_metrics
+from tfrs_llmrec.training.run_dir import TRAIN_RESULT_FILE
+from tfrs_llmrec.workflow.seeds import MissingRunMetricsError, buckets_over_seeds, load_run_metrics
 
 GROUPS = ("overall", "head_items", "tail_items")
 GATE_SUFFIX = "_by_popularity_bucket"

@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from tfrs_llmrec.workflow.seeds import TRAIN_RESULT_FILE, MissingRunMetricsError, load_run_metrics
+from tfrs_llmrec.training.run_dir import read_train_result
+from tfrs_llmrec.workflow.seeds import MissingRunMetricsError, load_run_metrics
 
 CELLS = (("recall@20", "overall"), ("recall@20", "head_items"), ("recall@20", "tail_items"),
          ("ndcg@20", "overall"), ("ndcg@20", "tail_items"), ("recall@50", "overall"))
@@ -34,16 +35,14 @@ def training_cells(run_dir: Path, metrics: dict) -> tuple:
         seconds = training.get("seconds", [])
         best = "/".join(str(epoch) for epoch in epochs) or "-"
         return best, (sum(seconds) / len(seconds) if seconds else 0.0)
-    path = run_dir / TRAIN_RESULT_FILE
-    result = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    result = read_train_result(run_dir)
     return str(result.get("best_epoch", "-")), float(result.get("seconds", 0.0))
 
 
 def trained_model(run_dir: Path, metrics: dict) -> str:
     if "runs" in metrics:
         run_dir = Path(metrics["runs"][0])
-    path = run_dir / TRAIN_RESULT_FILE
-    return json.loads(path.read_text(encoding="utf-8")).get("model", "") if path.is_file() else ""
+    return read_train_result(run_dir).get("model", "")
 
 
 def rows(run_dir: Path, metrics: dict, printed: set):

@@ -7,6 +7,7 @@ What identifies the trained model is everything but `eval`, `export`, `pipeline`
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List
@@ -18,10 +19,20 @@ from tfrs_llmrec.config import ExperimentConfig, config_hash, dump_yaml, to_dict
 
 CONFIG_FILE = "config.yaml"
 HASH_FILE = "training-config.sha256"
+TRAIN_RESULT_FILE = "train_result.json"
+METRICS_FILE = "metrics.json"
+TIMINGS_FILE = "timings.json"
 DOWNSTREAM_SECTIONS = ("eval", "export", "pipeline", "cascade", "tune")
 # What a fresh start removes: everything a run writes (the prepared data lives elsewhere).
-RUN_OUTPUTS = ("checkpoints", "export", "train_result.json", "metrics.json", "report.html", "timings.json",
+RUN_OUTPUTS = ("checkpoints", "export", TRAIN_RESULT_FILE, METRICS_FILE, "report.html", TIMINGS_FILE,
                CONFIG_FILE, HASH_FILE)
+
+
+def read_train_result(run_dir) -> Dict[str, Any]:
+    """The run's training summary (best epoch, seconds, history); empty for a run that was not
+    trained here (an untrained model, or evaluation only)."""
+    path = Path(run_dir) / TRAIN_RESULT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 class RunConfigMismatch(RuntimeError):

@@ -23,12 +23,11 @@ from tfrs_llmrec.atomic_files import write_json_atomically
 from tfrs_llmrec.config import ExperimentConfig, to_dict
 from tfrs_llmrec.data.dataset import PreparedDataset
 from tfrs_llmrec.workflow import stages
+from tfrs_llmrec.training.run_dir import METRICS_FILE, TIMINGS_FILE, read_train_result
 from tfrs_llmrec.workflow.stages import StageError
 
 log = logging.getLogger("tfrs_llmrec.workflow")
 
-METRICS_FILE = "metrics.json"
-TIMINGS_FILE = "timings.json"
 REPORT_FILE = "report.html"
 EXPORT_DIR = "export"
 
@@ -152,8 +151,7 @@ def run_report(config: ExperimentConfig, run_dir: Path, options=None) -> None:
     if not metrics_path.is_file():
         raise StageError(f"{metrics_path}: missing; run `llmrec evaluate` first")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    train_path = run_dir / stages.TRAIN_RESULT_FILE
-    training = json.loads(train_path.read_text(encoding="utf-8")) if train_path.is_file() else {}
+    training = read_train_result(run_dir)
     timings_path = run_dir / TIMINGS_FILE
     timings = json.loads(timings_path.read_text(encoding="utf-8")) if timings_path.is_file() else {}
     dataset = PreparedDataset.open(dataset_dir(config))

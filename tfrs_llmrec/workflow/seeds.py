@@ -24,8 +24,7 @@ import numpy as np
 
 from tfrs_llmrec.atomic_files import write_json_atomically
 from tfrs_llmrec.config import ExperimentConfig, dump_yaml
-from tfrs_llmrec.workflow.run import METRICS_FILE
-from tfrs_llmrec.workflow.stages import TRAIN_RESULT_FILE
+from tfrs_llmrec.training.run_dir import CONFIG_FILE, METRICS_FILE, read_train_result
 
 # What the aggregate keeps of each run's train_result.json.
 TRAINING_FIELDS = ("best_epoch", "epochs_completed", "best_value", "seconds")
@@ -59,7 +58,7 @@ def seeds_of(config: ExperimentConfig, num_seeds: int) -> List[int]:
 def run_is_complete(config: ExperimentConfig, run_dir: Path) -> bool:
     """Whether `run_dir` holds a finished run of exactly `config` (its metrics written after its
     config was recorded), so a rerun of the whole seed set can skip it."""
-    recorded, metrics = run_dir / "config.yaml", run_dir / METRICS_FILE
+    recorded, metrics = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
     if not (recorded.is_file() and metrics.is_file()):
         return False
     return (recorded.read_text(encoding="utf-8") == dump_yaml(config)
@@ -117,12 +116,10 @@ def aggregate_runs(run_dirs: Sequence[Path], seeds: Sequence[int], name: str) ->
             models[model]["cascade"], models[model]["cascade_std"] = mean_and_std(cascades)
     training = {}
     for run_dir in run_dirs:
-        path = Path(run_dir) / TRAIN_RESULT_FILE
-        if path.is_file():
-            result = json.loads(path.read_text(encoding="utf-8"))
-            for key in TRAINING_FIELDS:
-                if key in result and not (isinstance(result[key], float) and math.isinf(result[key])):
-                    training.setdefault(key, []).append(result[key])
+        result = read_train_result(run_dir)
+        for key in TRAINING_FIELDS:
+            if key in result and not (isinstance(result[key], float) and math.isinf(result[key])):
+                training.setdefault(key, []).append(result[key])
     return {"experiment": name, "split": splits.pop(), "dataset": runs[0].get("dataset"), "seeds": list(seeds),
             "runs": [str(run_dir) for run_dir in run_dirs], "std": "sample standard deviation (ddof 1)",
             "training": training, "models": models}

@@ -36,11 +36,11 @@ from tfrs_llmrec.serving.export import calls_in_fresh_process, check_in_fresh_pr
 from tfrs_llmrec.serving.indexes import IndexSettings, build_index, top_k_recall
 from tfrs_llmrec.training import (Distribution, TerminationRequest, best_checkpoint, final_stage_dir, fit_stages,
                                   global_batch_size, set_global_determinism, set_precision, stage_dir)
+from tfrs_llmrec.training.run_dir import TRAIN_RESULT_FILE
 
 log = logging.getLogger("tfrs_llmrec.workflow")
 
 PathLike = Union[str, Path]
-TRAIN_RESULT_FILE = "train_result.json"
 CHECKPOINTS_DIR = "checkpoints"
 
 

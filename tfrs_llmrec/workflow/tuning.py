@@ -12,7 +12,6 @@ config file that includes the searched config and sets the chosen values, plus
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ import yaml
 
 from tfrs_llmrec.atomic_files import write_atomically, write_json_atomically
 from tfrs_llmrec.config import ConfigError, ExperimentConfig
+from tfrs_llmrec.training.run_dir import read_train_result
+from tfrs_llmrec.workflow.seeds import load_run_metrics
 
 TRIALS_FILE = "trials.json"
 
@@ -66,13 +67,12 @@ def trial_overrides(config: ExperimentConfig, trial: Trial) -> List[str]:
 def trial_outcome(config: ExperimentConfig, trial: Trial, run_dir: Path) -> Dict[str, Any]:
     """The trial's validation `train.monitor` over all validation users (its metrics.json) and its
     training summary."""
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics = load_run_metrics([run_dir])[0]
     if metrics["split"] != "valid":
         raise ValueError(f"{run_dir}: evaluated on {metrics['split']!r}; a trial is selected on 'valid' only")
     model = config.model.name
     value = metrics["models"][model]["summary"]["overall"][config.train.monitor]
-    train_path = run_dir / "train_result.json"
-    training = json.loads(train_path.read_text(encoding="utf-8")) if train_path.is_file() else {}
+    training = read_train_result(run_dir)
     return {"trial": trial.index, "values": trial.values, "run": str(run_dir), "split": "valid",
             "metric": config.train.monitor, "value": float(value), "best_epoch": training.get("best_epoch"),
             "epochs_completed": training.get("epochs_completed"), "seconds": training.get("seconds")}
