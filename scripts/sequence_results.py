@@ -10,7 +10,8 @@ base <prefix>_sequence.yaml. `--protocol users` adds `--set data.split=users` (E
 `--sweeps` runs gamma and (alpha, beta); `--variants-only` skips the family's own runs (their table
 rows appear once they exist); `--table-only` runs nothing and prints the table of what exists. Each run is one `llmrec run CONFIG --set ...` command,
 printed first so any one can be rerun alone; finished runs are reused. `--dry-run` only prints.
-The table reads each run's metrics.json (the split is the config's eval.split)."""
+The table reads each run's metrics.json (the split is the config's eval.split); a missing run is a row
+of nan, and runs of different splits in one table are refused."""
 
 import argparse
 import json
@@ -64,11 +65,11 @@ def family(base: Path, protocol: str, ablations: bool, sweeps: bool, variants_on
     return runs
 
 
-def row(run_dir: Path, model: str):
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+def row(metrics: dict, model: str) -> list:
+    """One model's cells from a run's metrics.json."""
     summary = metrics["models"][model]["summary"]
     values = [summary["overall"][column] for column in COLUMNS]
-    return values + [summary["head_items"]["recall@20"], summary["tail_items"]["recall@20"]], metrics["split"]
+    return values + [summary["head_items"]["recall@20"], summary["tail_items"]["recall@20"]]
 
 
 def main(argv) -> int:
@@ -82,6 +83,7 @@ def main(argv) -> int:
     parser.add_argument("--table-only", action="store_true", help="print the table of the runs that exist")
     args = parser.parse_args(argv)
     from tfrs_llmrec.config import load_experiment
+    from tfrs_llmrec.training.run_dir import METRICS_FILE
 
     output_dir = Path(load_experiment(args.base).output_dir)
     llmrec = str(Path(sys.executable).with_name("llmrec"))
@@ -107,19 +109,22 @@ def main(argv) -> int:
     header = ("run", *COLUMNS, "recall@20 head", "recall@20 tail")
     for protocol, runs in tables:
         lines = []
-        split = None
+        splits = set()
         for index, (name, config, _, _) in enumerate(runs):
-            run_dir = output_dir / name
-            if not (run_dir / "metrics.json").is_file():
+            metrics_path = output_dir / name / METRICS_FILE
+            if not metrics_path.is_file():
                 lines.append([name] + [float("nan")] * (len(header) - 1))
                 continue
-            model = load_experiment(config).model.name
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            splits.add(metrics["split"])
             if index == 0:
-                pop_values, split = row(run_dir, "pop")
-                lines.append(["pop", *pop_values])
-            values, split = row(run_dir, model)
-            lines.append([name, *values])
-        print(f"\n{protocol} protocol, {split} split")
+                lines.append(["pop", *row(metrics, "pop")])
+            lines.append([name, *row(metrics, load_experiment(config).model.name)])
+        if len(splits) > 1:
+            print(f"sequence_results: the {protocol} protocol's runs report different splits "
+                  f"({', '.join(sorted(splits))}); rerun them on one split", file=sys.stderr)
+            return 2
+        print(f"\n{protocol} protocol, {splits.pop() if splits else '-'} split")
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for line in lines:
