@@ -14,7 +14,6 @@ The table reads each run's metrics.json (the split is the config's eval.split); 
 of nan, and runs of different splits in one table are refused."""
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +83,7 @@ def main(argv) -> int:
     args = parser.parse_args(argv)
     from tfrs_llmrec.config import load_experiment
     from tfrs_llmrec.training.run_dir import METRICS_FILE
+    from tfrs_llmrec.workflow.seeds import load_run_metrics
 
     output_dir = Path(load_experiment(args.base).output_dir)
     llmrec = str(Path(sys.executable).with_name("llmrec"))
@@ -108,23 +108,22 @@ def main(argv) -> int:
         return 0
     header = ("run", *COLUMNS, "recall@20 head", "recall@20 tail")
     for protocol, runs in tables:
-        lines = []
-        splits = set()
-        for index, (name, config, _, _) in enumerate(runs):
-            metrics_path = output_dir / name / METRICS_FILE
-            if not metrics_path.is_file():
-                lines.append([name] + [float("nan")] * (len(header) - 1))
-                continue
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-            splits.add(metrics["split"])
-            if index == 0:
-                lines.append(["pop", *row(metrics, "pop")])
-            lines.append([name, *row(metrics, load_experiment(config).model.name)])
+        finished = [name for name, *_ in runs if (output_dir / name / METRICS_FILE).is_file()]
+        metrics_of = dict(zip(finished, load_run_metrics([output_dir / name for name in finished])))
+        splits = sorted({metrics["split"] for metrics in metrics_of.values()})
         if len(splits) > 1:
             print(f"sequence_results: the {protocol} protocol's runs report different splits "
-                  f"({', '.join(sorted(splits))}); rerun them on one split", file=sys.stderr)
+                  f"({', '.join(splits)}); rerun them on one split", file=sys.stderr)
             return 2
-        print(f"\n{protocol} protocol, {splits.pop() if splits else '-'} split")
+        lines = []
+        for index, (name, config, _, _) in enumerate(runs):
+            if name not in metrics_of:
+                lines.append([name] + [float("nan")] * (len(header) - 1))
+                continue
+            if index == 0:
+                lines.append(["pop", *row(metrics_of[name], "pop")])
+            lines.append([name, *row(metrics_of[name], load_experiment(config).model.name)])
+        print(f"\n{protocol} protocol, {splits[0] if splits else '-'} split")
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for line in lines:
