@@ -165,6 +165,30 @@ def test_learning_rate_warms_up_scales_and_decays():
     assert float(fixed_global._learning_rate(5)) == pytest.approx(1e-3, rel=1e-6)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad"])
+def test_optimizer_epsilon_is_the_configured_one(optimizer):
+    """One step on a gradient of 1e-6 at learning rate 1, by hand. Keras adds epsilon to the root of
+    the uncorrected second moment: Adam moves by sqrt(1 - b2) g / (sqrt(1 - b2) |g| + eps) (b2 0.999),
+    0.7597 with eps 1e-8 and 0.2403 with Keras's 1e-7; Adagrad (initial accumulator 0.1) by
+    g / (sqrt(0.1 + g^2) + eps), which no epsilon this small moves: it only has to be passed on."""
+    from tfrs_llmrec.training import make_optimizer
+
+    def step(epsilon: float) -> float:
+        config = TrainConfig(optimizer=optimizer, learning_rate=1.0, optimizer_epsilon=epsilon)
+        built = make_optimizer(config, total_steps=10)
+        variable = tf.Variable([0.0])
+        built.apply_gradients([(tf.constant([1e-6]), variable)])
+        assert built.get_config()["epsilon"] == pytest.approx(epsilon)
+        return -float(variable[0])
+
+    root = np.sqrt(1.0 - 0.999) * 1e-6
+    expected = {1e-8: root / (root + 1e-8), 1e-7: root / (root + 1e-7)} if optimizer == "adam" else \
+        {eps: 1e-6 / (np.sqrt(0.1 + 1e-12) + eps) for eps in (1e-8, 1e-7)}
+    for epsilon, moved in expected.items():
+        assert step(epsilon) == pytest.approx(moved, rel=1e-3)
+    assert TrainConfig().optimizer_epsilon == 1e-7
+
+
 def test_mixed_precision_trains_with_loss_scaling_and_float32_variables(tmp_path, single):
     from tfrs_llmrec.training import set_precision
 

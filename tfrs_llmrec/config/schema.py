@@ -317,6 +317,11 @@ class TrainConfig:
     batch_size: int = _bounded(1024, low=1)
     optimizer: Literal["adam", "adagrad"] = "adam"
     learning_rate: float = _bounded(1e-3, low=0.0)
+    # Adam's (or Adagrad's) epsilon; 1e-7 is Keras's default. Keras adds it to the root of Adam's
+    # uncorrected second moment, so at step t it weighs eps / sqrt(1 - 0.999^t) (31.6 x eps at step 1,
+    # 1.26 x after 1,000 steps); torch adds its 1e-8 to the corrected root. With embedding tables
+    # of tens of thousands of rows under a batch-mean loss, gradients near 1e-6 feel the difference.
+    optimizer_epsilon: float = _bounded(1e-7, low=1e-12)
     # Learning rate reached at the last step (exponential decay); None keeps it constant.
     final_learning_rate: Optional[float] = _bounded(None, low=0.0)
     shuffle_buffer: int = _bounded(100_000, low=1)
