@@ -77,20 +77,20 @@ def main(argv) -> int:
         print(f"export_table: the runs were evaluated on different splits ({', '.join(splits)}); "
               "give runs of one split", file=sys.stderr)
         return 2
-    table = [rows(aggregate_dir, runs) for aggregate_dir, runs in zip(aggregate_dirs, exports)]
+    table = [(*rows(aggregate_dir, runs), intention_row(aggregate_dir, runs))
+             for aggregate_dir, runs in zip(aggregate_dirs, exports)]
     k = exports[0][0]["k"]
     print(f"| run (seeds) | query SavedModel vs in-memory (max abs diff, worst seed) | BruteForce recall@{k} "
           f"(worst seed) | ScaNN recall@{k} (worst seed; leaves searched) |")
     print("|---|---|---|---|")
-    print("\n".join(checks for checks, _ in table))
-    cold_rows = [cold for _, cold in table if cold is not None]
+    print("\n".join(checks for checks, _, _ in table))
+    cold_rows = [cold for _, cold, _ in table if cold is not None]
     if cold_rows:
         print(f"\n| run ({splits[0]} split, mean ± std over seeds) | recall@20 with the trained embeddings "
               "(all / tail) | every item as a new item (all / tail) |")
         print("|---|---|---|")
         print("\n".join(cold_rows))
-    intention_rows = [row for row in (intention_row(aggregate_dir, runs)
-                                      for aggregate_dir, runs in zip(aggregate_dirs, exports)) if row is not None]
+    intention_rows = [intention for _, _, intention in table if intention is not None]
     if intention_rows:
         print(f"\n| run ({splits[0]} split, mean ± std over seeds) | users | HR@20, history only | "
               "HR@20, held-out item's title as the query |")

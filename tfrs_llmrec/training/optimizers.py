@@ -46,9 +46,8 @@ def make_optimizer(config: TrainConfig, total_steps: int, num_replicas: int = 1)
         # Per-step exponential decay that reaches final_learning_rate (scaled alike) at the last step.
         decay_rate = (config.final_learning_rate / config.learning_rate) ** (1.0 / total_steps)
     learning_rate = WarmupExponentialDecay(config.learning_rate * factor, decay_rate, config.warmup_steps)
-    optimizer = (tf.keras.optimizers.Adagrad(learning_rate, epsilon=config.optimizer_epsilon)
-                 if config.optimizer == "adagrad"
-                 else tf.keras.optimizers.Adam(learning_rate, epsilon=config.optimizer_epsilon))
+    optimizer_class = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad}[config.optimizer]
+    optimizer = optimizer_class(learning_rate, epsilon=config.optimizer_epsilon)
     if config.mixed_precision:
         optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
     return optimizer
