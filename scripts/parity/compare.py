@@ -26,9 +26,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from tfrs_llmrec.atomic_files import write_atomically, write_json_atomically
-from tfrs_llmrec.config import ExperimentConfig, config_hash, load_experiment, to_dict
+from tfrs_llmrec.config import ExperimentConfig, load_experiment, to_dict
 from tfrs_llmrec.data.dataset import PreparedDataset, load_eval_targets
-from tfrs_llmrec.training.run_dir import CONFIG_FILE, HASH_FILE, differing_keys, training_identity
+from tfrs_llmrec.training.run_dir import CONFIG_FILE, differing_keys, training_identity
 from tfrs_llmrec.workflow.run import METRICS_FILE, dataset_dir
 from tfrs_llmrec.workflow.stages import TRAIN_RESULT_FILE, evaluate_queries
 
@@ -57,8 +57,8 @@ def run_config(config_path: Path, run_dir: Path) -> ExperimentConfig:
     PARITY_SEEDS runs it with several) still trains the same model."""
     run = load_experiment(run_dir / CONFIG_FILE)
     current = training_identity(to_dict(load_experiment(config_path, [f"name={run.name}", f"seed={run.seed}"])))
-    if (run_dir / HASH_FILE).read_text(encoding="utf-8").strip() != config_hash(current):
-        changes = differing_keys(training_identity(to_dict(run)), current) or ["a default changed"]
+    changes = differing_keys(training_identity(to_dict(run)), current)
+    if changes:
         raise SystemExit(f"{run_dir} was trained with another version of {config_path} ({'; '.join(changes)}); "
                          f"delete {run_dir} and rerun")
     return run

@@ -1,8 +1,14 @@
-"""The run directory's file names and its reader of the training summary."""
+"""The run directory: its reader of the training summary, and which recorded runs a config may
+claim."""
 
 import json
 
-from tfrs_llmrec.training.run_dir import TRAIN_RESULT_FILE, read_train_result
+import pytest
+import yaml
+
+from tfrs_llmrec.config import ExperimentConfig, config_hash, dump_yaml, from_dict, to_dict
+from tfrs_llmrec.training.run_dir import (CONFIG_FILE, HASH_FILE, TRAIN_RESULT_FILE, RunConfigMismatch,
+                                          claim_run_dir, read_train_result, training_identity)
 
 
 def test_read_train_result_returns_the_written_summary(tmp_path):
@@ -15,3 +21,49 @@ def test_read_train_result_is_empty_for_a_run_not_trained_here(tmp_path):
     (tmp_path / "metrics.json").write_text("{}", encoding="utf-8")
     assert read_train_result(tmp_path) == {}
     assert read_train_result(str(tmp_path)) == {}
+
+
+def experiment(**train):
+    return from_dict(ExperimentConfig, {"name": "x", "seed": 3, "train": {"learning_rate": 0.01, **train}})
+
+
+def record_as_before_a_key_existed(run_dir, config, removed=("train", "optimizer_epsilon"), extra=None):
+    """What an older version wrote: the config without the key added since (and `extra` keys that
+    existed then), with the hash of exactly that."""
+    recorded = yaml.safe_load(dump_yaml(config))
+    del recorded[removed[0]][removed[1]]
+    for section, values in (extra or {}).items():
+        recorded[section].update(values)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(recorded), encoding="utf-8")
+    (run_dir / HASH_FILE).write_text(config_hash(training_identity(recorded)) + "\n", encoding="utf-8")
+    (run_dir / "checkpoints").mkdir()
+
+
+def test_a_run_recorded_before_a_key_was_added_is_the_same_run_at_its_default(tmp_path):
+    config = experiment()
+    record_as_before_a_key_existed(tmp_path, config)
+    claim_run_dir(config, tmp_path)
+    assert (tmp_path / "checkpoints").is_dir()  # kept: the run resumes
+    assert (tmp_path / HASH_FILE).read_text().strip() == config_hash(training_identity(to_dict(config)))
+    claim_run_dir(config, tmp_path)  # and the next claim reads the rewritten hash
+
+
+def test_a_new_key_away_from_its_default_is_another_run(tmp_path):
+    record_as_before_a_key_existed(tmp_path, experiment())
+    with pytest.raises(RunConfigMismatch, match=r"train\.optimizer_epsilon: 1e-07 -> 1e-08"):
+        claim_run_dir(experiment(optimizer_epsilon=1.0e-8), tmp_path)
+
+
+def test_a_changed_value_is_named_even_when_a_key_was_added_since(tmp_path):
+    record_as_before_a_key_existed(tmp_path, experiment())
+    with pytest.raises(RunConfigMismatch, match=r"1 key\(s\) differ: train\.learning_rate: 0\.01 -> 0\.02"):
+        claim_run_dir(experiment(learning_rate=0.02), tmp_path)
+
+
+def test_a_key_removed_since_is_named(tmp_path):
+    config = experiment()
+    record_as_before_a_key_existed(tmp_path, config, extra={"train": {"warmup_epochs": 2}})
+    with pytest.raises(RunConfigMismatch, match=r"train\.warmup_epochs: 2 -> '<absent>'"):
+        claim_run_dir(config, tmp_path)
+    assert (tmp_path / "checkpoints").is_dir()

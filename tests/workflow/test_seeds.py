@@ -5,8 +5,9 @@ import os
 import time
 
 import pytest
+import yaml
 
-from tfrs_llmrec.config import dump_yaml, from_dict
+from tfrs_llmrec.config import ExperimentConfig, dump_yaml, from_dict
 from tfrs_llmrec.workflow.seeds import (MissingRunMetricsError, aggregate_runs, load_run_metrics, mean_and_std,
                                         run_is_complete, seeds_of)
 
@@ -87,6 +88,20 @@ def test_a_run_is_complete_only_for_its_exact_config_and_after_its_metrics(tmp_p
     later = time.time() + 10
     os.utime(run_dir / "config.yaml", (later, later))  # re-claimed after the metrics: not finished
     assert not run_is_complete(config, run_dir)
+
+
+
+def test_a_run_recorded_before_a_key_was_added_is_complete_at_the_keys_default(tmp_path):
+    config = from_dict_config(seed=5)
+    recorded = yaml.safe_load(dump_yaml(config))
+    del recorded["train"]["optimizer_epsilon"]  # what the version before the key wrote
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(recorded))
+    (run_dir / "metrics.json").write_text("{}")
+    assert run_is_complete(config, run_dir)
+    away_from_default = from_dict(ExperimentConfig, {"name": "x", "seed": 5, "train": {"optimizer_epsilon": 1.0e-8}})
+    assert not run_is_complete(away_from_default, run_dir)
 
 
 def from_dict_config(seed):

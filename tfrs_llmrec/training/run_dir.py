@@ -1,6 +1,10 @@
 """A run directory belongs to one training config: a rerun under the same name with another one
 must not resume the old checkpoints silently.
 
+The recorded config is compared as this code resolves it: a key added since the run was recorded
+takes its default, so adding a key whose default keeps the old behaviour does not orphan the runs
+trained before it. A changed default still counts, since the recorded config spells every value.
+
 What identifies the trained model is everything but `eval`, `export`, `pipeline`, `cascade` and
 `tune`, which only change what is computed from it or around it (and are recomputed on every run).
 """
@@ -15,7 +19,7 @@ from typing import Any, Dict, List
 import yaml
 
 from tfrs_llmrec.atomic_files import write_atomically
-from tfrs_llmrec.config import ExperimentConfig, config_hash, dump_yaml, to_dict
+from tfrs_llmrec.config import ConfigError, ExperimentConfig, config_hash, dump_yaml, load_experiment, to_dict
 
 CONFIG_FILE = "config.yaml"
 HASH_FILE = "training-config.sha256"
@@ -60,6 +64,19 @@ def training_identity(config: dict) -> dict:
     return {key: value for key, value in config.items() if key not in DOWNSTREAM_SECTIONS}
 
 
+def recorded_config(run_dir) -> dict:
+    """The config recorded in `run_dir` (as a dict), resolved by this code's config classes; as
+    written when it no longer parses (a key removed since), so that the differences can be named;
+    empty when none is recorded."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return to_dict(load_experiment(path))
+    except ConfigError:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
 def claim_run_dir(config: ExperimentConfig, run_dir: Path, restart: bool = False) -> None:
     """Records `config` as the run directory's config. Raises RunConfigMismatch when the directory
     already holds a run of a different config, unless `restart`, which clears the old run first."""
@@ -75,12 +92,12 @@ def claim_run_dir(config: ExperimentConfig, run_dir: Path, restart: bool = False
             elif path.exists():
                 path.unlink()
     elif recorded.is_file() and recorded.read_text(encoding="utf-8").strip() != digest:
-        old_path = run_dir / CONFIG_FILE
-        old = yaml.safe_load(old_path.read_text(encoding="utf-8")) if old_path.is_file() else {}
-        changes = differing_keys(training_identity(old or {}), identity)
-        raise RunConfigMismatch(
-            f"{run_dir} holds a run of another config ({len(changes)} key(s) differ: {'; '.join(changes)}); "
-            "rerun with --restart to discard it, or give this config another name")
+        old = training_identity(recorded_config(run_dir))
+        if config_hash(old) != digest:
+            changes = differing_keys(old, identity)
+            raise RunConfigMismatch(
+                f"{run_dir} holds a run of another config ({len(changes)} key(s) differ: {'; '.join(changes)}); "
+                "rerun with --restart to discard it, or give this config another name")
     text = dump_yaml(config)
     write_atomically(run_dir / CONFIG_FILE, lambda handle: handle.write(text))
     write_atomically(run_dir / HASH_FILE, lambda handle: handle.write(digest + "\n"))

@@ -23,8 +23,8 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from tfrs_llmrec.atomic_files import write_json_atomically
-from tfrs_llmrec.config import ExperimentConfig, dump_yaml
-from tfrs_llmrec.training.run_dir import CONFIG_FILE, METRICS_FILE, read_train_result
+from tfrs_llmrec.config import ExperimentConfig, to_dict
+from tfrs_llmrec.training.run_dir import CONFIG_FILE, METRICS_FILE, read_train_result, recorded_config
 
 # What the aggregate keeps of each run's train_result.json.
 TRAINING_FIELDS = ("best_epoch", "epochs_completed", "best_value", "seconds")
@@ -57,11 +57,12 @@ def seeds_of(config: ExperimentConfig, num_seeds: int) -> List[int]:
 
 def run_is_complete(config: ExperimentConfig, run_dir: Path) -> bool:
     """Whether `run_dir` holds a finished run of exactly `config` (its metrics written after its
-    config was recorded), so a rerun of the whole seed set can skip it."""
+    config was recorded; a key added since counts at its default), so a rerun of the whole seed set
+    can skip it."""
     recorded, metrics = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
     if not (recorded.is_file() and metrics.is_file()):
         return False
-    return (recorded.read_text(encoding="utf-8") == dump_yaml(config)
+    return (recorded_config(run_dir) == to_dict(config)
             and metrics.stat().st_mtime >= recorded.stat().st_mtime)
 
 
