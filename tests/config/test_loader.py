@@ -160,6 +160,19 @@ def test_cli_override_wins_and_keeps_yaml_types(tmp_path):
     assert config.model.logq_correction is False
 
 
+
+def test_exponent_floats_without_a_dot_are_floats_in_files_and_overrides(tmp_path):
+    # YAML 1.1 (PyYAML's) reads 1e-4 as the string '1e-4'; a float key would refuse it.
+    path = write(tmp_path, "x.yaml", "name: e\ntrain: {learning_rate: 1e-4, optimizer_epsilon: 2E-7}\n")
+    config = load_experiment(path, ["model.l2_weight=3e-5"])
+    assert config.train.learning_rate == pytest.approx(1.0e-4)
+    assert config.train.optimizer_epsilon == pytest.approx(2.0e-7)
+    assert config.model.l2_weight == pytest.approx(3.0e-5)
+    assert load_experiment(write(tmp_path, "quoted.yaml", "name: '1e5'\n")).name == "1e5"
+    with pytest.raises(ConfigError, match=r"name: expected str, got 100000\.0"):
+        load_experiment(write(tmp_path, "bare.yaml", "name: 1e5\n"))  # a number, like any unquoted one
+
+
 def test_cli_override_errors_name_set(tmp_path):
     path = write(tmp_path, "x.yaml", "name: e\n")
     with pytest.raises(ConfigError) as raised:

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -99,7 +100,7 @@ def _read_yaml(path: Path, included_from: str | None) -> Dict[str, Any]:
         where = f" (included from {included_from})" if included_from else ""
         raise ConfigError(str(path), "", f"config file not found{where}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -130,6 +131,20 @@ def _load_file_into(merged: _Sourced, path: Path, stack: List[Path], included_fr
     merged.merge(raw, str(path))
 
 
+class _ConfigYamlLoader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where a float needs a dot: `1e-8` would be the string '1e-8' and be
+    refused by a float key. Configs read it as the number everyone writing it means (YAML 1.2)."""
+
+
+_ConfigYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def read_yaml(text: str) -> Any:
+    """`text` as YAML, with exponent floats such as `1e-8` read as floats."""
+    return yaml.load(text, Loader=_ConfigYamlLoader)
+
+
 def parse_override(text: str) -> Tuple[KeyPath, Any]:
     """Parses `a.b.c=VALUE`; VALUE is read as YAML, so `3`, `true`, `[10, 20]` keep their types."""
     key, separator, value_text = text.partition("=")
@@ -137,7 +152,7 @@ def parse_override(text: str) -> Tuple[KeyPath, Any]:
     if not separator or not key or any(not part for part in key.split(".")):
         raise ConfigError(CLI_SOURCE, text, "expected KEY.PATH=VALUE")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
+        value = read_yaml(value_text) if value_text.strip() else ""
     except yaml.YAMLError as error:
         raise ConfigError(CLI_SOURCE, key, f"value is not valid YAML: {error}")
     return tuple(key.split(".")), value
