@@ -160,7 +160,6 @@ def test_cli_override_wins_and_keeps_yaml_types(tmp_path):
     assert config.model.logq_correction is False
 
 
-
 def test_exponent_floats_without_a_dot_are_floats_in_files_and_overrides(tmp_path):
     # YAML 1.1 (PyYAML's) reads 1e-4 as the string '1e-4'; a float key would refuse it.
     path = write(tmp_path, "x.yaml", "name: e\ntrain: {learning_rate: 1e-4, optimizer_epsilon: 2E-7}\n")

@@ -27,11 +27,11 @@ def experiment(**train):
     return from_dict(ExperimentConfig, {"name": "x", "seed": 3, "train": {"learning_rate": 0.01, **train}})
 
 
-def record_as_before_a_key_existed(run_dir, config, removed=("train", "optimizer_epsilon"), extra=None):
-    """What an older version wrote: the config without the key added since (and `extra` keys that
-    existed then), with the hash of exactly that."""
+def record_as_before_a_key_existed(run_dir, config, extra=None):
+    """What an older version wrote: the config without `train.optimizer_epsilon`, added since (and
+    `extra` keys that existed then), with the hash of exactly that."""
     recorded = yaml.safe_load(dump_yaml(config))
-    del recorded[removed[0]][removed[1]]
+    del recorded["train"]["optimizer_epsilon"]
     for section, values in (extra or {}).items():
         recorded[section].update(values)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,6 @@ def test_a_run_is_complete_only_for_its_exact_config_and_after_its_metrics(tmp_p
     assert not run_is_complete(config, run_dir)
 
 
-
 def test_a_run_recorded_before_a_key_was_added_is_complete_at_the_keys_default(tmp_path):
     config = from_dict_config(seed=5)
     recorded = yaml.safe_load(dump_yaml(config))
@@ -100,14 +99,11 @@ def test_a_run_recorded_before_a_key_was_added_is_complete_at_the_keys_default(t
     (run_dir / "config.yaml").write_text(yaml.safe_dump(recorded))
     (run_dir / "metrics.json").write_text("{}")
     assert run_is_complete(config, run_dir)
-    away_from_default = from_dict(ExperimentConfig, {"name": "x", "seed": 5, "train": {"optimizer_epsilon": 1.0e-8}})
-    assert not run_is_complete(away_from_default, run_dir)
+    assert not run_is_complete(from_dict_config(seed=5, optimizer_epsilon=1.0e-8), run_dir)
 
 
-def from_dict_config(seed):
-    from tfrs_llmrec.config import ExperimentConfig
-
-    return from_dict(ExperimentConfig, {"name": "x", "seed": seed})
+def from_dict_config(seed, **train):
+    return from_dict(ExperimentConfig, {"name": "x", "seed": seed, "train": train})
 
 
 def add_cascade(run_dir, retriever_run, retrieval_recall, reranked_recall):

@@ -16,10 +16,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List
 
-import yaml
-
 from tfrs_llmrec.atomic_files import write_atomically
 from tfrs_llmrec.config import ConfigError, ExperimentConfig, config_hash, dump_yaml, load_experiment, to_dict
+from tfrs_llmrec.config.loader import read_yaml
 
 CONFIG_FILE = "config.yaml"
 HASH_FILE = "training-config.sha256"
@@ -74,7 +73,7 @@ def recorded_config(run_dir) -> dict:
     try:
         return to_dict(load_experiment(path))
     except ConfigError:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return read_yaml(path.read_text(encoding="utf-8")) or {}
 
 
 def claim_run_dir(config: ExperimentConfig, run_dir: Path, restart: bool = False) -> None:
