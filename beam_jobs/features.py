@@ -10,8 +10,9 @@ Three phases, all writing into `<target>.partial-<id>/`, renamed into place when
    the k-means centroids of their items' vectors: llm.interests_source), RQ-VAE quantisers
    fitted on item and user vectors and saved. The LLM stage runs here because its concurrency,
    retries and on-disk cache are per process; the cache makes a rerun redo only what is missing.
-3. Beam: assign semantic IDs with the saved item quantiser inside a DoFn (so it scales out
-   like the encoder) and write the final item and user shards, then the manifest.
+3. Beam: the driver's arrays are staged as .npy files and the pipeline carries only index
+   ranges; DoFns memory-map them, assign semantic IDs with the saved item quantiser (so it scales
+   out like the encoder) and write the final item and user shards, then the manifest.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ from tfrs_llmrec.data import records, spec  # noqa: E402
 log = logging.getLogger(__name__)
 
 VECTORS_DIR = "_vectors"
+# Phase 3's inputs as .npy files (items and users under their own subdirectory), removed once written.
+STAGING_DIR = "_staging"
+ITEMS_STAGING, USERS_STAGING = "items", "users"
+STAGING_BATCH = 1024
 TITLE, METADATA, MOTIVATION = "title", "metadata", "motivation"
 
 
@@ -232,7 +237,9 @@ def _user_interests(dataset: PreparedDataset, table: ItemTable, features: Featur
     exemplars = active[typical.exemplar_users]
     train = dataset.split_items("train")
     if source == "item_centroids":
-        for user in exemplars:
+        from tqdm.auto import tqdm
+
+        for user in tqdm(exemplars, desc="item-centroid interests", unit="typical user"):
             interests = item_centroid_interests(item_vectors[train.row(user)], max_interests, seed)
             matrices[user, :len(interests)] = interests
             counts[user] = len(interests)
@@ -260,45 +267,85 @@ def _user_interests(dataset: PreparedDataset, table: ItemTable, features: Featur
     return matrices, counts, report
 
 
-class _AssignItemCodes(beam.DoFn):
-    """Loads the saved item quantiser once per worker and codes batches of items."""
+def _stage(directory: Path, arrays: Dict[str, np.ndarray]) -> str:
+    """Saves phase 3's inputs as .npy files in `directory`; its DoFns memory-map them and get only
+    index ranges from the pipeline. Beam's Create of the rows themselves costs about 10-30 ms per
+    8 KB element on the FnApiRunner (21 of the 40 minutes of Amazon's features build), and would
+    put every vector into the pipeline graph on a remote runner."""
+    directory.mkdir(parents=True)
+    for name, array in arrays.items():
+        np.save(directory / f"{name}.npy", array)
+    return str(directory)
 
-    def __init__(self, quantizer_dir: str, unique_level: Optional[Dict[int, int]], num_shards: int):
-        self._quantizer_dir = quantizer_dir
-        self._unique_level = unique_level
+
+def _index_ranges(count: int) -> List[Tuple[int, int]]:
+    return [(start, min(start + STAGING_BATCH, count)) for start in range(0, count, STAGING_BATCH)]
+
+
+class _StagedRows(beam.DoFn):
+    """Memory-maps the staged arrays once per worker; subclasses turn an index range into
+    (shard, (index, serialized example)) pairs."""
+
+    def __init__(self, staging_dir: str, num_shards: int):
+        self._staging_dir = staging_dir
         self._num_shards = num_shards
+        self._arrays: Dict[str, np.ndarray] = {}
+
+    def setup(self):
+        self._arrays = {path.stem: np.load(path, mmap_mode="r") for path in Path(self._staging_dir).glob("*.npy")}
+
+
+class _ItemExamples(_StagedRows):
+    """Codes a range of items with the saved item quantiser (loaded once per worker) and
+    serialises their feature rows."""
+
+    def __init__(self, staging_dir: str, quantizer_dir: str, num_shards: int):
+        super().__init__(staging_dir, num_shards)
+        self._quantizer_dir = quantizer_dir
         self._model = None
 
     def setup(self):
         from tfrs_llmrec.semantic_ids import load_quantizer
 
+        super().setup()
         self._model = load_quantizer(self._quantizer_dir)
 
-    def process(self, batch):
+    def process(self, index_range):
         from tfrs_llmrec.semantic_ids import assign_codes
 
-        indices = np.array([row[0] for row in batch], np.int64)
-        sid_vectors = np.stack([row[1][2] for row in batch])
-        codes = assign_codes(self._model, sid_vectors)
-        for row, index, code in zip(batch, indices, codes):
-            title, metadata, sid_vector, motivation, text_hash = row[1]
-            code = list(code) + ([self._unique_level[int(index)]] if self._unique_level is not None else [])
+        start, stop = index_range
+        staged = {name: np.asarray(array[start:stop]) for name, array in self._arrays.items()}
+        codes = assign_codes(self._model, staged["sid"])
+        if "unique_level" in staged:
+            codes = np.concatenate([codes, staged["unique_level"][:, None]], axis=1)
+        for offset, index in enumerate(range(start, stop)):
+            has_motivation = bool(staged["has_motivation"][offset])
             example = records.serialize({
                 spec.ITEM_INDEX: _int64s([index]),
-                fspec.TITLE_VECTOR: _floats(title), fspec.METADATA_VECTOR: _floats(metadata),
-                fspec.MOTIVATION_VECTOR: _floats(motivation if motivation is not None else np.zeros_like(title)),
-                fspec.HAS_MOTIVATION: _int64s([motivation is not None]),
-                fspec.SEMANTIC_ID: _int64s(code),
-                fspec.TEXT_SHA256: records.strings([text_hash]),
+                fspec.TITLE_VECTOR: _floats(staged["title"][offset]),
+                fspec.METADATA_VECTOR: _floats(staged["metadata"][offset]),
+                fspec.MOTIVATION_VECTOR: _floats(staged["motivation"][offset] if has_motivation
+                                                 else np.zeros_like(staged["title"][offset])),
+                fspec.HAS_MOTIVATION: _int64s([has_motivation]),
+                fspec.SEMANTIC_ID: _int64s(codes[offset]),
+                fspec.TEXT_SHA256: records.strings([str(staged["text_hash"][offset])]),
             })
-            yield int(index) % self._num_shards, (int(index), example)
+            yield index % self._num_shards, (index, example)
 
 
-def _user_example(index: int, history_vector, interests, count, code) -> bytes:
-    return records.serialize({
-        spec.USER_INDEX: _int64s([index]), fspec.HISTORY_VECTOR: _floats(history_vector),
-        fspec.INTERESTS: _floats(interests[:count]), fspec.NUM_INTERESTS: _int64s([count]),
-        fspec.SEMANTIC_ID: _int64s(code)})
+class _UserExamples(_StagedRows):
+    """Serialises a range of users' rows: history vector, explicit interests, semantic ID."""
+
+    def process(self, index_range):
+        start, stop = index_range
+        staged = {name: np.asarray(array[start:stop]) for name, array in self._arrays.items()}
+        for offset, index in enumerate(range(start, stop)):
+            count = int(staged["interest_counts"][offset])
+            example = records.serialize({
+                spec.USER_INDEX: _int64s([index]), fspec.HISTORY_VECTOR: _floats(staged["history"][offset]),
+                fspec.INTERESTS: _floats(staged["interests"][offset][:count]), fspec.NUM_INTERESTS: _int64s([count]),
+                fspec.SEMANTIC_ID: _int64s(staged["codes"][offset])})
+            yield index % self._num_shards, (index, example)
 
 
 def _text_hashes(table: ItemTable) -> List[str]:
@@ -364,28 +411,30 @@ def run_features(features: FeaturesConfig, dataset: PreparedDataset, seed: int, 
     save_quantizer(user_sids.model, partial / "rqvae_users")
     timings["rqvae"] = time.perf_counter() - phase
 
-    unique_level = None
+    has_motivation = np.zeros(dataset.num_items, bool)
+    if MOTIVATION in vectors:
+        has_motivation[np.fromiter(motivations, np.int64, len(motivations))] = True
+    item_arrays = {"title": vectors[TITLE], "metadata": vectors[METADATA], "sid": sid_vectors,
+                   "motivation": vectors.get(MOTIVATION, np.zeros_like(vectors[TITLE])),
+                   "has_motivation": has_motivation, "text_hash": np.array(_text_hashes(table))}
     if features.semantic_ids.mode == "unique":
-        unique_level = {index: int(code[-1]) for index, code in enumerate(item_sids.codes)}
-    hashes = _text_hashes(table)
-    rows = [(index, (vectors[TITLE][index], vectors[METADATA][index], sid_vectors[index],
-                     vectors[MOTIVATION][index] if MOTIVATION in vectors and index in motivations else None,
-                     hashes[index])) for index in range(dataset.num_items)]
+        item_arrays["unique_level"] = item_sids.codes[:, -1].astype(np.int64)
     phase = time.perf_counter()
+    item_staging = _stage(partial / STAGING_DIR / ITEMS_STAGING, item_arrays)
+    user_staging = _stage(partial / STAGING_DIR / USERS_STAGING,
+                          {"history": users, "interests": interests, "interest_counts": interest_counts,
+                           "codes": user_sids.codes})
     with beam.Pipeline(options=pipeline_options(pipeline_args)) as pipeline:
-        items = (pipeline | "Items" >> beam.Create(rows, reshuffle=False)
-                 | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
-                 | "AssignCodes" >> beam.ParDo(_AssignItemCodes(str(partial / "rqvae_items"), unique_level, num_shards)))
+        items = (pipeline | "ItemRanges" >> beam.Create(_index_ranges(dataset.num_items))
+                 | "ItemExamples" >> beam.ParDo(_ItemExamples(item_staging, str(partial / "rqvae_items"), num_shards)))
         write_shards(pipeline, "ItemFeatures", items, str(partial), fspec.ITEMS_SUBDIR, "items", num_shards)
-        user_codes = user_sids.codes
-        user_rows = [(index % num_shards, (index, _user_example(index, users[index], interests[index],
-                                                                 interest_counts[index], user_codes[index])))
-                     for index in range(len(users))]
-        user_records = pipeline | "Users" >> beam.Create(user_rows, reshuffle=False)
+        user_records = (pipeline | "UserRanges" >> beam.Create(_index_ranges(len(users)))
+                        | "UserExamples" >> beam.ParDo(_UserExamples(user_staging, num_shards)))
         write_shards(pipeline, "UserFeatures", user_records, str(partial), fspec.USERS_SUBDIR, "users", num_shards)
     timings["write"] = time.perf_counter() - phase
 
-    tf.io.gfile.rmtree(str(partial / VECTORS_DIR))
+    for scratch in (VECTORS_DIR, STAGING_DIR):
+        tf.io.gfile.rmtree(str(partial / scratch))
     (partial / OWNER_FILE).unlink()
     manifest = {
         "dataset": str(dataset.root), "dataset_config_hash": dataset.stats.get("config_hash"),

@@ -13,6 +13,7 @@ from tfrs_llmrec.data import PreparedDataset
 from tfrs_llmrec.data.dataset import CsrRows
 from tfrs_llmrec.data.features import SemanticFeatures
 from tfrs_llmrec.encoders import build_encoder
+from tfrs_llmrec.semantic_ids import assign_codes, load_quantizer
 
 TITLES = {"i1": "Super Mario Kart", "i2": "Mario Kart 64", "i3": "Halo 3", "i4": "Halo: Reach",
           "i5": "FIFA 19", "i6": "FIFA 20"}
@@ -97,6 +98,37 @@ def test_features_job_writes_vectors_ids_and_manifest(prepared):
     assert set(manifest["item_semantic_ids"]) >= {"collision_rate", "usage_per_level", "reconstruction_mse"}
     assert run_features(config.features, dataset, seed=0) == root  # complete: reused
     assert not list(root.parent.glob("*.partial-*"))
+
+
+def test_rows_are_written_from_staged_index_ranges_and_the_staging_is_removed(prepared, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import beam_jobs.features as features_job
+
+    config, dataset = prepared
+    # Ranges of 4 over 6 items and 6 users: each DoFn call writes a partial range too.
+    monkeypatch.setattr(features_job, "STAGING_BATCH", 4)
+    root = run_features(config.features, dataset, seed=0, output_dir=tmp_path)
+    assert sorted(path.name for path in root.iterdir()) == ["items", "manifest.json", "rqvae_items", "rqvae_users",
+                                                            "users"]
+    features = SemanticFeatures.open(root)
+    titles = dataset.item_table().titles
+    np.testing.assert_allclose(features.item_vectors["title"], build_encoder(config.features.encoder).encode(titles),
+                               atol=1e-5)
+    expected_users = user_history_vectors(dataset, features.item_vectors["metadata"])
+    np.testing.assert_allclose(features.user_history_vectors, expected_users, atol=1e-6)
+    # Each row's codes are its own vector's under the saved quantisers (sid_source is metadata).
+    for quantizer, vectors, codes in (("rqvae_items", features.item_vectors["metadata"], features.item_semantic_ids),
+                                      ("rqvae_users", features.user_history_vectors, features.user_semantic_ids)):
+        np.testing.assert_array_equal(codes, assign_codes(load_quantizer(root / quantizer), vectors))
+    # Unique mode: the staged last level follows each item's own codes and makes every tuple unique.
+    semantic_ids = replace(config.features.semantic_ids, mode="unique")
+    unique = SemanticFeatures.open(run_features(replace(config.features, semantic_ids=semantic_ids), dataset, seed=0,
+                                                output_dir=tmp_path))
+    assert len({tuple(codes) for codes in unique.item_semantic_ids}) == dataset.num_items
+    np.testing.assert_array_equal(unique.item_semantic_ids[:, :-1],
+                                  assign_codes(load_quantizer(unique.root / "rqvae_items"),
+                                               unique.item_vectors["metadata"]))
 
 
 def test_llm_backend_adds_motivations_and_shared_interests(prepared, tmp_path, monkeypatch):
