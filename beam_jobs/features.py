@@ -294,6 +294,11 @@ class _StagedRows(beam.DoFn):
     def setup(self):
         self._arrays = {path.stem: np.load(path, mmap_mode="r") for path in Path(self._staging_dir).glob("*.npy")}
 
+    def _rows(self, index_range: Tuple[int, int]) -> Tuple[range, Dict[str, np.ndarray]]:
+        """The range's indices and every staged array's rows for them, read into memory."""
+        start, stop = index_range
+        return range(start, stop), {name: np.asarray(array[start:stop]) for name, array in self._arrays.items()}
+
 
 class _ItemExamples(_StagedRows):
     """Codes a range of items with the saved item quantiser (loaded once per worker) and
@@ -313,12 +318,11 @@ class _ItemExamples(_StagedRows):
     def process(self, index_range):
         from tfrs_llmrec.semantic_ids import assign_codes
 
-        start, stop = index_range
-        staged = {name: np.asarray(array[start:stop]) for name, array in self._arrays.items()}
+        indices, staged = self._rows(index_range)
         codes = assign_codes(self._model, staged["sid"])
         if "unique_level" in staged:
             codes = np.concatenate([codes, staged["unique_level"][:, None]], axis=1)
-        for offset, index in enumerate(range(start, stop)):
+        for offset, index in enumerate(indices):
             has_motivation = bool(staged["has_motivation"][offset])
             example = records.serialize({
                 spec.ITEM_INDEX: _int64s([index]),
@@ -337,9 +341,8 @@ class _UserExamples(_StagedRows):
     """Serialises a range of users' rows: history vector, explicit interests, semantic ID."""
 
     def process(self, index_range):
-        start, stop = index_range
-        staged = {name: np.asarray(array[start:stop]) for name, array in self._arrays.items()}
-        for offset, index in enumerate(range(start, stop)):
+        indices, staged = self._rows(index_range)
+        for offset, index in enumerate(indices):
             count = int(staged["interest_counts"][offset])
             example = records.serialize({
                 spec.USER_INDEX: _int64s([index]), fspec.HISTORY_VECTOR: _floats(staged["history"][offset]),
