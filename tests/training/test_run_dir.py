@@ -2,6 +2,7 @@
 claim."""
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -67,3 +68,30 @@ def test_a_key_removed_since_is_named(tmp_path):
     with pytest.raises(RunConfigMismatch, match=r"train\.warmup_epochs: 2 -> '<absent>'"):
         claim_run_dir(config, tmp_path)
     assert (tmp_path / "checkpoints").is_dir()
+
+
+def copy_of_a_run(tmp_path, config):
+    """A recorded run with a checkpoint, copied whole into another directory (as a search's winning
+    trial is promoted to the tuned config's seed run)."""
+    trial = tmp_path / "trial-03"
+    claim_run_dir(config, trial)
+    (trial / "checkpoints").mkdir()
+    (trial / "checkpoints" / "ckpt").write_text("weights", encoding="utf-8")
+    copy = tmp_path / "tuned-seed3"
+    shutil.copytree(trial, copy)
+    return copy
+
+
+def test_a_run_copied_under_another_name_is_the_same_training(tmp_path):
+    copy = copy_of_a_run(tmp_path, experiment())
+    renamed = from_dict(ExperimentConfig, {**to_dict(experiment()), "name": "tuned-seed3"})
+    claim_run_dir(renamed, copy)
+    assert (copy / "checkpoints" / "ckpt").read_text() == "weights"  # kept: the training is reused
+    assert yaml.safe_load((copy / CONFIG_FILE).read_text())["name"] == "tuned-seed3"
+
+
+def test_a_copied_run_claimed_with_another_seed_is_another_run(tmp_path):
+    copy = copy_of_a_run(tmp_path, experiment())
+    other_seed = from_dict(ExperimentConfig, {**to_dict(experiment()), "name": "tuned-seed3", "seed": 4})
+    with pytest.raises(RunConfigMismatch, match=r"1 key\(s\) differ: seed: 3 -> 4"):
+        claim_run_dir(other_seed, copy)

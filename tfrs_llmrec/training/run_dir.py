@@ -6,7 +6,9 @@ takes its default, so adding a key whose default keeps the old behaviour does no
 trained before it. A changed default still counts, since the recorded config spells every value.
 
 What identifies the trained model is everything but `eval`, `export`, `pipeline`, `cascade` and
-`tune`, which only change what is computed from it or around it (and are recomputed on every run).
+`tune`, which only change what is computed from it or around it (and are recomputed on every run),
+and `name`, which only says where the run lives: a search's winning trial copied under the tuned
+config's seed-run name is that seed's training, and is claimed as such.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ HASH_FILE = "training-config.sha256"
 TRAIN_RESULT_FILE = "train_result.json"
 METRICS_FILE = "metrics.json"
 TIMINGS_FILE = "timings.json"
-DOWNSTREAM_SECTIONS = ("eval", "export", "pipeline", "cascade", "tune")
+NOT_TRAINING_KEYS = ("name", "eval", "export", "pipeline", "cascade", "tune")
 # What a fresh start removes: everything a run writes (the prepared data lives elsewhere).
 RUN_OUTPUTS = ("checkpoints", "export", TRAIN_RESULT_FILE, METRICS_FILE, "report.html", TIMINGS_FILE,
                CONFIG_FILE, HASH_FILE)
@@ -60,7 +62,7 @@ def differing_keys(old: dict, new: dict) -> List[str]:
 
 def training_identity(config: dict) -> dict:
     """The sections of a resolved config (as a dict) that determine the trained model."""
-    return {key: value for key, value in config.items() if key not in DOWNSTREAM_SECTIONS}
+    return {key: value for key, value in config.items() if key not in NOT_TRAINING_KEYS}
 
 
 def recorded_config(run_dir) -> dict:
